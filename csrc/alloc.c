@@ -1,0 +1,301 @@
+#include "alloc.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+void spead_allocator_incref(spead_allocator *a)
+{
+    __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
+}
+
+void spead_allocator_decref(spead_allocator *a)
+{
+    if (__atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        a->destroy(a);
+}
+
+/* ---- plain allocation ---- */
+
+static void *malloc_allocate(spead_allocator *self, size_t size, void **handle)
+{
+    (void) self;
+    void *p = NULL;
+    *handle = NULL;
+    /* 64-byte alignment suits cache lines and non-temporal stores */
+    if (posix_memalign(&p, 64, size ? size : 1) != 0)
+        return NULL;
+    return p;
+}
+
+static void malloc_release(spead_allocator *self, void *ptr, void *handle)
+{
+    (void) self;
+    (void) handle;
+    free(ptr);
+}
+
+static void simple_destroy(spead_allocator *self)
+{
+    free(self);
+}
+
+spead_allocator *spead_malloc_allocator_new(void)
+{
+    spead_allocator *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->refs = 1;
+    a->allocate = malloc_allocate;
+    a->release = malloc_release;
+    a->destroy = simple_destroy;
+    return a;
+}
+
+/* ---- mmap ---- */
+
+typedef struct {
+    spead_allocator base;
+    int flags;
+} mmap_allocator;
+
+static void *mmap_allocate(spead_allocator *self, size_t size, void **handle)
+{
+    mmap_allocator *m = (mmap_allocator *) self;
+    if (size == 0)
+        size = 1;
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | m->flags, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    *handle = (void *) (uintptr_t) size;
+    return p;
+}
+
+static void mmap_release(spead_allocator *self, void *ptr, void *handle)
+{
+    (void) self;
+    munmap(ptr, (size_t) (uintptr_t) handle);
+}
+
+spead_allocator *spead_mmap_allocator_new(int flags)
+{
+    mmap_allocator *a = calloc(1, sizeof(*a));
+    if (!a)
+        return NULL;
+    a->base.refs = 1;
+    a->base.allocate = mmap_allocate;
+    a->base.release = mmap_release;
+    a->base.destroy = simple_destroy;
+    a->flags = flags;
+    return &a->base;
+}
+
+/* ---- pool ---- */
+
+typedef struct pool_buffer {
+    struct pool_buffer *next;
+    void *ptr;
+    void *base_handle;
+    int pooled;
+} pool_buffer;
+
+typedef struct {
+    spead_allocator base;
+    pthread_mutex_t lock;
+    tpool_t *tp;
+    spead_allocator *under;
+    size_t lower, upper, max_free, initial, low_water;
+    pool_buffer *free_list;
+    size_t n_free;
+    int refilling;
+    size_t refills;
+} pool_allocator;
+
+static pool_buffer *pool_new_buffer(pool_allocator *p)
+{
+    pool_buffer *b = malloc(sizeof(*b));
+    if (!b)
+        return NULL;
+    b->ptr = spead_allocate(p->under, p->upper, &b->base_handle);
+    if (!b->ptr) {
+        free(b);
+        return NULL;
+    }
+    b->pooled = 1;
+    b->next = NULL;
+    return b;
+}
+
+static void pool_refill_task(void *arg)
+{
+    pool_allocator *p = arg;
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        if (p->n_free >= p->initial || p->n_free >= p->max_free) {
+            p->refilling = 0;
+            p->refills++;
+            pthread_mutex_unlock(&p->lock);
+            return;
+        }
+        pthread_mutex_unlock(&p->lock);
+        pool_buffer *b = pool_new_buffer(p);
+        pthread_mutex_lock(&p->lock);
+        if (!b) {
+            p->refilling = 0;
+            pthread_mutex_unlock(&p->lock);
+            return;
+        }
+        b->next = p->free_list;
+        p->free_list = b;
+        p->n_free++;
+        pthread_mutex_unlock(&p->lock);
+    }
+}
+
+static void pool_refill_release(void *arg)
+{
+    pool_allocator *p = arg;
+    pthread_mutex_lock(&p->lock);
+    p->refilling = 0;
+    pthread_mutex_unlock(&p->lock);
+    spead_allocator_decref(&p->base);
+}
+
+static void *pool_allocate(spead_allocator *self, size_t size, void **handle)
+{
+    pool_allocator *p = (pool_allocator *) self;
+    pool_buffer *b = NULL;
+    if (size >= p->lower && size <= p->upper) {
+        int start_refill = 0;
+        pthread_mutex_lock(&p->lock);
+        b = p->free_list;
+        if (b) {
+            p->free_list = b->next;
+            p->n_free--;
+        }
+        if (p->tp && !p->refilling && p->n_free < p->low_water) {
+            p->refilling = 1;
+            start_refill = 1;
+        }
+        pthread_mutex_unlock(&p->lock);
+        if (start_refill) {
+            spead_allocator_incref(self);
+            tpool_post(p->tp, pool_refill_task, p, pool_refill_release);
+        }
+        if (!b)
+            b = pool_new_buffer(p);
+        if (!b)
+            return NULL;
+    } else {
+        b = malloc(sizeof(*b));
+        if (!b)
+            return NULL;
+        b->ptr = spead_allocate(p->under, size, &b->base_handle);
+        if (!b->ptr) {
+            free(b);
+            return NULL;
+        }
+        b->pooled = 0;
+    }
+    *handle = b;
+    return b->ptr;
+}
+
+static void pool_release(spead_allocator *self, void *ptr, void *handle)
+{
+    pool_allocator *p = (pool_allocator *) self;
+    pool_buffer *b = handle;
+    (void) ptr;
+    if (b->pooled) {
+        pthread_mutex_lock(&p->lock);
+        if (p->n_free < p->max_free) {
+            b->next = p->free_list;
+            p->free_list = b;
+            p->n_free++;
+            b = NULL;
+        }
+        pthread_mutex_unlock(&p->lock);
+    }
+    if (b) {
+        spead_release(p->under, b->ptr, b->base_handle);
+        free(b);
+    }
+}
+
+static void pool_destroy(spead_allocator *self)
+{
+    pool_allocator *p = (pool_allocator *) self;
+    pool_buffer *b = p->free_list;
+    while (b) {
+        pool_buffer *next = b->next;
+        spead_release(p->under, b->ptr, b->base_handle);
+        free(b);
+        b = next;
+    }
+    spead_allocator_decref(p->under);
+    if (p->tp)
+        tpool_decref(p->tp);
+    pthread_mutex_destroy(&p->lock);
+    free(p);
+}
+
+spead_allocator *spead_pool_allocator_new(tpool_t *tp, size_t lower, size_t upper, size_t max_free,
+                                          size_t initial, size_t low_water, spead_allocator *base)
+{
+    pool_allocator *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->base.refs = 1;
+    p->base.allocate = pool_allocate;
+    p->base.release = pool_release;
+    p->base.destroy = pool_destroy;
+    pthread_mutex_init(&p->lock, NULL);
+    p->lower = lower;
+    p->upper = upper;
+    p->max_free = max_free;
+    p->initial = initial;
+    p->low_water = low_water;
+    if (base) {
+        spead_allocator_incref(base);
+        p->under = base;
+    } else {
+        p->under = spead_malloc_allocator_new();
+        if (!p->under) {
+            free(p);
+            return NULL;
+        }
+    }
+    if (tp) {
+        tpool_incref(tp);
+        p->tp = tp;
+    }
+    for (size_t i = 0; i < initial && i < max_free; i++) {
+        pool_buffer *b = pool_new_buffer(p);
+        if (!b)
+            break;
+        b->next = p->free_list;
+        p->free_list = b;
+        p->n_free++;
+    }
+    return &p->base;
+}
+
+size_t spead_pool_free_count(spead_allocator *pool)
+{
+    pool_allocator *p = (pool_allocator *) pool;
+    pthread_mutex_lock(&p->lock);
+    size_t n = p->n_free;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+size_t spead_pool_refills(spead_allocator *pool)
+{
+    pool_allocator *p = (pool_allocator *) pool;
+    pthread_mutex_lock(&p->lock);
+    size_t n = p->refills;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}

@@ -1,0 +1,440 @@
+#include "tpool.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define WAKE_TOKEN UINT64_MAX
+
+enum slot_state { SLOT_FREE, SLOT_ARMED, SLOT_IDLE, SLOT_RUNNING };
+
+typedef struct {
+    uint32_t gen;
+    int state;
+    int fd;
+    uint32_t events;
+    int cancelled;
+    int rearm_requested;
+    pthread_t runner;
+    tpool_watch_fn fn;
+    void *arg;
+    tpool_release_fn release;
+    int next_free;
+} watch_slot;
+
+typedef struct task {
+    struct task *next;
+    tpool_task_fn fn;
+    void *arg;
+    tpool_release_fn release;
+} task;
+
+struct tpool {
+    int refs;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;   /* signalled when a running watch finishes */
+    int epfd;
+    int wakefd;
+    int stopping;
+    int joined;
+    int nthreads;
+    pthread_t *threads;
+    int *affinity;
+    int n_affinity;
+    task *head, *tail;
+    watch_slot *slots;
+    int n_slots;
+    int free_slot;
+};
+
+typedef struct {
+    tpool_t *tp;
+    int index;
+} worker_arg;
+
+static uint64_t slot_token(int idx, uint32_t gen)
+{
+    return ((uint64_t) gen << 32) | (uint32_t) idx;
+}
+
+static void dispatch_watch(tpool_t *tp, uint64_t token)
+{
+    int idx = (int) (token & 0xffffffffu);
+    uint32_t gen = (uint32_t) (token >> 32);
+    pthread_mutex_lock(&tp->lock);
+    if (idx >= tp->n_slots || tp->slots[idx].gen != gen || tp->slots[idx].state != SLOT_ARMED
+        || tp->slots[idx].cancelled) {
+        pthread_mutex_unlock(&tp->lock);
+        return;
+    }
+    watch_slot *s = &tp->slots[idx];
+    s->state = SLOT_RUNNING;
+    s->runner = pthread_self();
+    tpool_watch_fn fn = s->fn;
+    void *arg = s->arg;
+    pthread_mutex_unlock(&tp->lock);
+
+    int rearm = fn(arg);
+
+    tpool_release_fn release = NULL;
+    pthread_mutex_lock(&tp->lock);
+    s = &tp->slots[idx];
+    if (s->cancelled) {
+        release = s->release;
+        s->state = SLOT_FREE;
+        s->gen++;
+        s->next_free = tp->free_slot;
+        tp->free_slot = idx;
+        pthread_cond_broadcast(&tp->cond);
+    } else if ((rearm || s->rearm_requested) && !tp->stopping) {
+        struct epoll_event ev;
+        ev.events = s->events | EPOLLONESHOT;
+        ev.data.u64 = slot_token(idx, s->gen);
+        s->state = SLOT_ARMED;
+        s->rearm_requested = 0;
+        epoll_ctl(tp->epfd, EPOLL_CTL_MOD, s->fd, &ev);
+    } else {
+        s->state = SLOT_IDLE;
+    }
+    pthread_mutex_unlock(&tp->lock);
+    if (release)
+        release(arg);
+}
+
+static void *worker_main(void *p)
+{
+    worker_arg wa = *(worker_arg *) p;
+    free(p);
+    tpool_t *tp = wa.tp;
+    if (tp->n_affinity > 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(tp->affinity[wa.index % tp->n_affinity], &set);
+        pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+    }
+    for (;;) {
+        pthread_mutex_lock(&tp->lock);
+        if (tp->stopping) {
+            pthread_mutex_unlock(&tp->lock);
+            break;
+        }
+        task *t = tp->head;
+        if (t) {
+            tp->head = t->next;
+            if (!tp->head)
+                tp->tail = NULL;
+            pthread_mutex_unlock(&tp->lock);
+            t->fn(t->arg);
+            if (t->release)
+                t->release(t->arg);
+            free(t);
+            continue;
+        }
+        pthread_mutex_unlock(&tp->lock);
+
+        struct epoll_event ev;
+        int n = epoll_wait(tp->epfd, &ev, 1, -1);
+        if (n <= 0)
+            continue;
+        if (ev.data.u64 == WAKE_TOKEN) {
+            uint64_t v;
+            ssize_t r = read(tp->wakefd, &v, sizeof(v));
+            (void) r;
+            continue;
+        }
+        dispatch_watch(tp, ev.data.u64);
+    }
+    return NULL;
+}
+
+tpool_t *tpool_create(int nthreads, const int *affinity, int n_affinity, char *err, size_t errlen)
+{
+    if (nthreads < 1) {
+        snprintf(err, errlen, "at least one thread is required");
+        return NULL;
+    }
+    tpool_t *tp = calloc(1, sizeof(*tp));
+    if (!tp) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    tp->refs = 1;
+    tp->free_slot = -1;
+    pthread_mutex_init(&tp->lock, NULL);
+    pthread_cond_init(&tp->cond, NULL);
+    tp->epfd = epoll_create1(EPOLL_CLOEXEC);
+    tp->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+    if (tp->epfd < 0 || tp->wakefd < 0) {
+        snprintf(err, errlen, "cannot create event loop: %s", strerror(errno));
+        goto fail;
+    }
+    struct epoll_event ev;
+    ev.events = EPOLLIN;
+    ev.data.u64 = WAKE_TOKEN;
+    if (epoll_ctl(tp->epfd, EPOLL_CTL_ADD, tp->wakefd, &ev) < 0) {
+        snprintf(err, errlen, "cannot create event loop: %s", strerror(errno));
+        goto fail;
+    }
+    if (n_affinity > 0) {
+        tp->affinity = malloc(sizeof(int) * n_affinity);
+        memcpy(tp->affinity, affinity, sizeof(int) * n_affinity);
+        tp->n_affinity = n_affinity;
+    }
+    tp->threads = calloc(nthreads, sizeof(pthread_t));
+    for (int i = 0; i < nthreads; i++) {
+        worker_arg *wa = malloc(sizeof(*wa));
+        wa->tp = tp;
+        wa->index = i;
+        int rc = pthread_create(&tp->threads[i], NULL, worker_main, wa);
+        if (rc != 0) {
+            free(wa);
+            snprintf(err, errlen, "cannot start thread: %s", strerror(rc));
+            tp->nthreads = i;
+            tpool_stop(tp);
+            tpool_decref(tp);
+            return NULL;
+        }
+        tp->nthreads = i + 1;
+    }
+    return tp;
+fail:
+    if (tp->epfd >= 0)
+        close(tp->epfd);
+    if (tp->wakefd >= 0)
+        close(tp->wakefd);
+    free(tp);
+    return NULL;
+}
+
+void tpool_incref(tpool_t *tp)
+{
+    __atomic_add_fetch(&tp->refs, 1, __ATOMIC_RELAXED);
+}
+
+void tpool_stop(tpool_t *tp)
+{
+    pthread_mutex_lock(&tp->lock);
+    if (tp->joined) {
+        pthread_mutex_unlock(&tp->lock);
+        return;
+    }
+    tp->stopping = 1;
+    tp->joined = 1;
+    task *t = tp->head;
+    tp->head = tp->tail = NULL;
+    uint64_t n = (uint64_t) tp->nthreads;
+    ssize_t r = write(tp->wakefd, &n, sizeof(n));
+    (void) r;
+    pthread_mutex_unlock(&tp->lock);
+    pthread_t self = pthread_self();
+    for (int i = 0; i < tp->nthreads; i++) {
+        if (pthread_equal(tp->threads[i], self))
+            pthread_detach(self);
+        else
+            pthread_join(tp->threads[i], NULL);
+    }
+    while (t) {
+        task *next = t->next;
+        if (t->release)
+            t->release(t->arg);
+        free(t);
+        t = next;
+    }
+}
+
+void tpool_decref(tpool_t *tp)
+{
+    if (__atomic_sub_fetch(&tp->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    tpool_stop(tp);
+    close(tp->epfd);
+    close(tp->wakefd);
+    pthread_mutex_destroy(&tp->lock);
+    pthread_cond_destroy(&tp->cond);
+    free(tp->slots);
+    free(tp->threads);
+    free(tp->affinity);
+    free(tp);
+}
+
+int tpool_num_threads(const tpool_t *tp)
+{
+    return tp->nthreads;
+}
+
+int tpool_is_stopped(tpool_t *tp)
+{
+    pthread_mutex_lock(&tp->lock);
+    int s = tp->stopping;
+    pthread_mutex_unlock(&tp->lock);
+    return s;
+}
+
+int tpool_in_worker(tpool_t *tp)
+{
+    pthread_t self = pthread_self();
+    for (int i = 0; i < tp->nthreads; i++)
+        if (pthread_equal(tp->threads[i], self))
+            return 1;
+    return 0;
+}
+
+int tpool_post(tpool_t *tp, tpool_task_fn fn, void *arg, tpool_release_fn release)
+{
+    task *t = malloc(sizeof(*t));
+    if (!t) {
+        if (release)
+            release(arg);
+        return -1;
+    }
+    t->next = NULL;
+    t->fn = fn;
+    t->arg = arg;
+    t->release = release;
+    pthread_mutex_lock(&tp->lock);
+    if (tp->stopping) {
+        pthread_mutex_unlock(&tp->lock);
+        free(t);
+        if (release)
+            release(arg);
+        return -1;
+    }
+    if (tp->tail)
+        tp->tail->next = t;
+    else
+        tp->head = t;
+    tp->tail = t;
+    uint64_t one = 1;
+    ssize_t r = write(tp->wakefd, &one, sizeof(one));
+    (void) r;
+    pthread_mutex_unlock(&tp->lock);
+    return 0;
+}
+
+int64_t tpool_watch(tpool_t *tp, int fd, uint32_t events, tpool_watch_fn fn, void *arg,
+                    tpool_release_fn release)
+{
+    pthread_mutex_lock(&tp->lock);
+    if (tp->stopping) {
+        pthread_mutex_unlock(&tp->lock);
+        errno = ESHUTDOWN;
+        return -1;
+    }
+    int idx = tp->free_slot;
+    if (idx >= 0) {
+        tp->free_slot = tp->slots[idx].next_free;
+    } else {
+        int n = tp->n_slots ? tp->n_slots * 2 : 8;
+        watch_slot *ns = realloc(tp->slots, n * sizeof(*ns));
+        if (!ns) {
+            pthread_mutex_unlock(&tp->lock);
+            errno = ENOMEM;
+            return -1;
+        }
+        memset(ns + tp->n_slots, 0, (n - tp->n_slots) * sizeof(*ns));
+        tp->slots = ns;
+        /* chain the new slots (except the one taken now) onto the free list */
+        for (int i = n - 1; i > tp->n_slots; i--) {
+            tp->slots[i].next_free = tp->free_slot;
+            tp->free_slot = i;
+        }
+        idx = tp->n_slots;
+        tp->n_slots = n;
+    }
+    watch_slot *s = &tp->slots[idx];
+    s->state = SLOT_ARMED;
+    s->fd = fd;
+    s->events = events;
+    s->cancelled = 0;
+    s->rearm_requested = 0;
+    s->fn = fn;
+    s->arg = arg;
+    s->release = release;
+    struct epoll_event ev;
+    ev.events = events | EPOLLONESHOT;
+    ev.data.u64 = slot_token(idx, s->gen);
+    if (epoll_ctl(tp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        int e = errno;
+        s->state = SLOT_FREE;
+        s->gen++;
+        s->next_free = tp->free_slot;
+        tp->free_slot = idx;
+        pthread_mutex_unlock(&tp->lock);
+        errno = e;
+        return -1;
+    }
+    int64_t handle = (int64_t) slot_token(idx, s->gen);
+    pthread_mutex_unlock(&tp->lock);
+    return handle;
+}
+
+static watch_slot *find_slot(tpool_t *tp, int64_t handle)
+{
+    int idx = (int) ((uint64_t) handle & 0xffffffffu);
+    uint32_t gen = (uint32_t) ((uint64_t) handle >> 32);
+    if (handle < 0 || idx >= tp->n_slots)
+        return NULL;
+    watch_slot *s = &tp->slots[idx];
+    if (s->gen != gen || s->state == SLOT_FREE)
+        return NULL;
+    return s;
+}
+
+void tpool_rearm(tpool_t *tp, int64_t handle)
+{
+    pthread_mutex_lock(&tp->lock);
+    watch_slot *s = find_slot(tp, handle);
+    if (s && !s->cancelled && !tp->stopping) {
+        if (s->state == SLOT_IDLE) {
+            struct epoll_event ev;
+            ev.events = s->events | EPOLLONESHOT;
+            ev.data.u64 = (uint64_t) handle;
+            s->state = SLOT_ARMED;
+            epoll_ctl(tp->epfd, EPOLL_CTL_MOD, s->fd, &ev);
+        } else if (s->state == SLOT_RUNNING) {
+            s->rearm_requested = 1;
+        }
+    }
+    pthread_mutex_unlock(&tp->lock);
+}
+
+void tpool_unwatch(tpool_t *tp, int64_t handle)
+{
+    tpool_release_fn release = NULL;
+    void *arg = NULL;
+    pthread_mutex_lock(&tp->lock);
+    watch_slot *s = find_slot(tp, handle);
+    if (!s || s->cancelled) {
+        pthread_mutex_unlock(&tp->lock);
+        return;
+    }
+    int idx = (int) (s - tp->slots);
+    epoll_ctl(tp->epfd, EPOLL_CTL_DEL, s->fd, NULL);
+    s->cancelled = 1;
+    if (s->state == SLOT_RUNNING) {
+        if (pthread_equal(s->runner, pthread_self())) {
+            /* the running callback frees the slot when it returns */
+            pthread_mutex_unlock(&tp->lock);
+            return;
+        }
+        uint32_t gen = s->gen;
+        while (tp->slots[idx].gen == gen)
+            pthread_cond_wait(&tp->cond, &tp->lock);
+        pthread_mutex_unlock(&tp->lock);
+        return;
+    }
+    release = s->release;
+    arg = s->arg;
+    s->state = SLOT_FREE;
+    s->gen++;
+    s->next_free = tp->free_slot;
+    tp->free_slot = idx;
+    pthread_mutex_unlock(&tp->lock);
+    if (release)
+        release(arg);
+}

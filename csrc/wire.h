@@ -1,0 +1,98 @@
+/* SPEAD wire format: packet header and item pointer decode/encode.
+ * Pure functions over bytes (sans-IO). */
+#ifndef SPEAD2_WIRE_H
+#define SPEAD2_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SPEAD_MAGIC 0x53
+#define SPEAD_VERSION 4
+#define SPEAD_HEADER_SIZE 8
+#define SPEAD_POINTER_SIZE 8
+
+#define SPEAD_NULL_ID 0x00
+#define SPEAD_HEAP_CNT_ID 0x01
+#define SPEAD_HEAP_LENGTH_ID 0x02
+#define SPEAD_PAYLOAD_OFFSET_ID 0x03
+#define SPEAD_PAYLOAD_LENGTH_ID 0x04
+#define SPEAD_DESCRIPTOR_ID 0x05
+#define SPEAD_STREAM_CTRL_ID 0x06
+#define SPEAD_CTRL_STREAM_START 0
+#define SPEAD_CTRL_DESCRIPTOR_REISSUE 1
+#define SPEAD_CTRL_STREAM_STOP 2
+#define SPEAD_CTRL_DESCRIPTOR_UPDATE 3
+
+enum spead_packet_status {
+    SPEAD_PACKET_OK = 0,
+    SPEAD_PACKET_TOO_SHORT,
+    SPEAD_PACKET_BAD_MAGIC,
+    SPEAD_PACKET_BAD_VERSION,
+    SPEAD_PACKET_BAD_WIDTHS,
+    SPEAD_PACKET_POINTERS_TRUNCATED,
+    SPEAD_PACKET_NO_HEAP_CNT,
+    SPEAD_PACKET_NO_PAYLOAD_OFFSET,
+    SPEAD_PACKET_NO_PAYLOAD_LENGTH,
+    SPEAD_PACKET_PAYLOAD_TRUNCATED,
+    SPEAD_PACKET_PAYLOAD_BEYOND_HEAP,
+    SPEAD_PACKET_STATUS_COUNT
+};
+
+typedef struct {
+    int heap_address_bits;
+    int64_t heap_cnt;
+    int64_t heap_length;      /* -1 when the packet does not say */
+    int64_t payload_offset;
+    int64_t payload_length;
+    int n_items;
+    int is_stop;              /* carries STREAM_CTRL = CTRL_STREAM_STOP */
+    const uint8_t *pointers;  /* n_items big-endian 64-bit words */
+    const uint8_t *payload;
+    size_t size;              /* bytes the packet occupies */
+} spead_packet;
+
+static inline uint64_t spead_load_be64(const uint8_t *p)
+{
+    uint64_t v;
+    __builtin_memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+}
+
+static inline void spead_store_be64(uint8_t *p, uint64_t v)
+{
+    v = __builtin_bswap64(v);
+    __builtin_memcpy(p, &v, 8);
+}
+
+static inline int spead_pointer_immediate(uint64_t ptr)
+{
+    return (int) (ptr >> 63);
+}
+
+static inline uint64_t spead_pointer_id(uint64_t ptr, int heap_address_bits)
+{
+    return (ptr >> heap_address_bits) & ((UINT64_C(1) << (63 - heap_address_bits)) - 1);
+}
+
+static inline uint64_t spead_pointer_address(uint64_t ptr, int heap_address_bits)
+{
+    return ptr & ((UINT64_C(1) << heap_address_bits) - 1);
+}
+
+static inline uint64_t spead_make_pointer(int immediate, uint64_t id, uint64_t address,
+                                          int heap_address_bits)
+{
+    return ((uint64_t) (immediate != 0) << 63) | (id << heap_address_bits)
+           | (address & ((UINT64_C(1) << heap_address_bits) - 1));
+}
+
+/* Writes the 8-byte header. */
+void spead_write_header(uint8_t *out, int heap_address_bits, int n_items);
+
+/* Decode one packet at the start of ``data``. On success fills ``out``
+ * (including ``out->size``) and returns SPEAD_PACKET_OK. */
+int spead_decode_packet(const uint8_t *data, size_t len, spead_packet *out);
+
+const char *spead_packet_status_string(int status);
+
+#endif

@@ -1,0 +1,234 @@
+# cython: language_level=3
+# distutils: sources = csrc/tpool.c csrc/alloc.c
+"""Thread pool and heap-memory allocators shared by receive and send."""
+
+import os
+
+from libc.stdlib cimport malloc, free
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+
+
+cdef class ThreadPool:
+    """Worker threads that perform all packet I/O for the streams given it.
+
+    ``affinity`` lists CPU numbers; worker *i* is pinned to
+    ``affinity[i % len(affinity)]``.
+    """
+
+    def __cinit__(self, int threads=1, affinity=()):
+        cdef char err[256]
+        cdef int *aff = NULL
+        cdef int n_aff
+        self._tp = NULL
+        if threads < 1:
+            raise ValueError("threads must be at least 1")
+        cpus = [int(c) for c in affinity]
+        n_aff = len(cpus)
+        ncpu = os.cpu_count() or 1
+        for c in cpus:
+            if c < 0:
+                raise ValueError(f"invalid CPU number {c}")
+        if n_aff:
+            aff = <int *> malloc(sizeof(int) * n_aff)
+            for i, c in enumerate(cpus):
+                aff[i] = c
+        err[0] = 0
+        with nogil:
+            self._tp = tpool_create(threads, aff, n_aff, err, sizeof(err))
+        free(aff)
+        if self._tp == NULL:
+            raise RuntimeError((<bytes> err).decode(errors="replace"))
+        self.num_threads = threads
+
+    cdef tpool_t *get(self) except NULL:
+        if self._tp == NULL:
+            raise RuntimeError("thread pool has been released")
+        return self._tp
+
+    def stop(self) -> None:
+        """Stop the worker threads. Streams using the pool stop being served."""
+        if self._tp != NULL:
+            with nogil:
+                tpool_stop(self._tp)
+
+    @property
+    def stopped(self) -> bool:
+        return self._tp == NULL or bool(tpool_is_stopped(self._tp))
+
+    def __dealloc__(self):
+        if self._tp != NULL:
+            with nogil:
+                tpool_stop(self._tp)
+                tpool_decref(self._tp)
+            self._tp = NULL
+
+
+cdef class MemoryAllocator:
+    """The default allocator for heap payloads: plain heap memory."""
+
+    def __cinit__(self, *args, **kwargs):
+        self._alloc = NULL
+
+    def __init__(self):
+        if self._alloc == NULL:
+            self._alloc = spead_malloc_allocator_new()
+            if self._alloc == NULL:
+                raise MemoryError()
+
+    def __dealloc__(self):
+        if self._alloc != NULL:
+            spead_allocator_decref(self._alloc)
+            self._alloc = NULL
+
+    def _allocate(self, size_t size) -> Buffer:
+        """Allocate ``size`` bytes as a :class:`Buffer` (released when it dies)."""
+        cdef void *handle = NULL
+        cdef void *p
+        with nogil:
+            p = spead_allocate(self._alloc, size, &handle)
+        if p == NULL:
+            raise MemoryError(f"cannot allocate {size} bytes")
+        return Buffer.wrap(self._alloc, <unsigned char *> p, handle, size)
+
+
+cdef class Buffer:
+    """Memory obtained from an allocator; exposes the buffer protocol and
+    returns the memory to its allocator when the last reference dies."""
+
+    def __cinit__(self):
+        self.alloc = NULL
+        self.data = NULL
+        self.handle = NULL
+        self.size = 0
+        self.exports = 0
+
+    @staticmethod
+    cdef Buffer wrap(spead_allocator *alloc, unsigned char *data, void *handle, size_t size):
+        cdef Buffer b = Buffer.__new__(Buffer)
+        spead_allocator_incref(alloc)
+        b.alloc = alloc
+        b.data = data
+        b.handle = handle
+        b.size = size
+        return b
+
+    def __len__(self):
+        return self.size
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        view.buf = self.data
+        view.obj = self
+        view.len = self.size
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = NULL
+        if flags & PyBUF_ND:
+            view.shape = &view.len
+        view.strides = NULL
+        if flags & PyBUF_STRIDES:
+            view.strides = &view.itemsize
+        view.suboffsets = NULL
+        view.internal = NULL
+        self.exports += 1
+
+    def __releasebuffer__(self, Py_buffer *view):
+        self.exports -= 1
+
+    def __dealloc__(self):
+        if self.data != NULL:
+            spead_release(self.alloc, self.data, self.handle)
+            self.data = NULL
+        if self.alloc != NULL:
+            spead_allocator_decref(self.alloc)
+            self.alloc = NULL
+
+
+cdef class MmapAllocator(MemoryAllocator):
+    """Allocator that maps anonymous memory with ``mmap(2)``, with extra ``flags``."""
+
+    def __init__(self, int flags=0):
+        self._alloc = spead_mmap_allocator_new(flags)
+        if self._alloc == NULL:
+            raise MemoryError()
+
+
+cdef class MemoryPool(MemoryAllocator):
+    """Pool of ``upper``-byte buffers for requests whose size is in [lower, upper].
+
+    Signatures: ``MemoryPool(thread_pool, lower, upper, max_free, initial,
+    low_water, allocator=None)`` and ``MemoryPool(lower, upper, max_free,
+    initial, allocator=None)``. With a thread pool, a background task refills
+    the pool to ``initial`` buffers whenever fewer than ``low_water`` remain.
+    """
+
+    def __init__(self, *args, **kwargs):
+        cdef MemoryAllocator base = None
+        cdef ThreadPool tp = None
+        cdef tpool_t *ctp = NULL
+        names_tp = ("thread_pool", "lower", "upper", "max_free", "initial", "low_water", "allocator")
+        names_plain = ("lower", "upper", "max_free", "initial", "allocator")
+        if (args and isinstance(args[0], ThreadPool)) or "thread_pool" in kwargs:
+            names = names_tp
+        else:
+            names = names_plain
+        if len(args) > len(names):
+            raise TypeError(f"MemoryPool takes at most {len(names)} arguments ({len(args)} given)")
+        values = dict(zip(names, args))
+        for key, value in kwargs.items():
+            if key not in names:
+                raise TypeError(f"MemoryPool got an unexpected keyword argument {key!r}")
+            if key in values:
+                raise TypeError(f"MemoryPool got multiple values for argument {key!r}")
+            values[key] = value
+        required = [n for n in names if n != "allocator"]
+        missing = [n for n in required if n not in values]
+        if missing:
+            raise TypeError(f"MemoryPool missing required arguments: {', '.join(missing)}")
+        allocator = values.get("allocator")
+        if allocator is not None:
+            if not isinstance(allocator, MemoryAllocator):
+                raise TypeError("allocator must be a spead2.MemoryAllocator")
+            base = <MemoryAllocator> allocator
+        if names is names_tp:
+            if not isinstance(values["thread_pool"], ThreadPool):
+                raise TypeError("thread_pool must be a spead2.ThreadPool")
+            tp = <ThreadPool> values["thread_pool"]
+            ctp = tp.get()
+        lower = int(values["lower"])
+        upper = int(values["upper"])
+        max_free = int(values["max_free"])
+        initial = int(values["initial"])
+        low_water = int(values.get("low_water", 0))
+        for name, v in (("lower", lower), ("upper", upper), ("max_free", max_free),
+                        ("initial", initial), ("low_water", low_water)):
+            if v < 0:
+                raise OverflowError(f"{name} must be non-negative")
+        if lower > upper:
+            raise ValueError("lower must not exceed upper")
+        self.lower = lower
+        self.upper = upper
+        self.max_free = max_free
+        self.initial = initial
+        self.low_water = low_water
+        self._thread_pool = tp
+        self._underlying = base
+        with nogil:
+            self._alloc = spead_pool_allocator_new(
+                ctp, self.lower, self.upper, self.max_free, self.initial, self.low_water,
+                base._alloc if base is not None else NULL)
+        if self._alloc == NULL:
+            raise MemoryError()
+
+    @property
+    def free_buffers(self) -> int:
+        """Number of buffers currently waiting in the pool."""
+        return spead_pool_free_count(self._alloc)
+
+    @property
+    def refills(self) -> int:
+        """Number of completed background refills."""
+        return spead_pool_refills(self._alloc)
