@@ -35,6 +35,7 @@ void spead_write_header(uint8_t *out, int heap_address_bits, int n_items)
 
 int spead_decode_packet(const uint8_t *data, size_t len, spead_packet *out)
 {
+    out->size = 0;
     if (len < SPEAD_HEADER_SIZE)
         return SPEAD_PACKET_TOO_SHORT;
     if (data[0] != SPEAD_MAGIC)
@@ -71,6 +72,9 @@ int spead_decode_packet(const uint8_t *data, size_t len, spead_packet *out)
         default: break;
         }
     }
+    /* from here on the packet's extent is known even if it is rejected */
+    if (payload_length >= 0 && (uint64_t) payload_length <= len - after_pointers)
+        out->size = after_pointers + (size_t) payload_length;
     if (heap_cnt < 0)
         return SPEAD_PACKET_NO_HEAP_CNT;
     if (payload_offset < 0)

@@ -90,7 +90,10 @@ static inline uint64_t spead_make_pointer(int immediate, uint64_t id, uint64_t a
 void spead_write_header(uint8_t *out, int heap_address_bits, int n_items);
 
 /* Decode one packet at the start of ``data``. On success fills ``out``
- * (including ``out->size``) and returns SPEAD_PACKET_OK. */
+ * (including ``out->size``) and returns SPEAD_PACKET_OK. On failure returns
+ * the reason; ``out->size`` is then the packet's extent if the header,
+ * pointers and payload length could be read (so a byte stream can skip it),
+ * else 0. */
 int spead_decode_packet(const uint8_t *data, size_t len, spead_packet *out);
 
 const char *spead_packet_status_string(int status);

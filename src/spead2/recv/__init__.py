@@ -1,4 +1,9 @@
-"""Receiving SPEAD streams."""
+"""Receiving SPEAD streams: :class:`Stream` assembles heaps from transports."""
 
 DEFAULT_UDP_MAX_SIZE = 9200
 DEFAULT_UDP_BUFFER_SIZE = 8388608
+
+from ._recv import DEFAULT_MAX_HEAP_SIZE, Heap, RawItem, Stream, StreamStats, UdpSocketError  # noqa: E402
+
+__all__ = ["DEFAULT_UDP_MAX_SIZE", "DEFAULT_UDP_BUFFER_SIZE", "DEFAULT_MAX_HEAP_SIZE", "Heap",
+           "RawItem", "Stream", "StreamStats", "UdpSocketError"]
