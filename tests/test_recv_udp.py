@@ -1,0 +1,287 @@
+"""UDP reader: unicast, caller's socket, IPv4 and IPv6 multicast, errors."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import spead2
+import spead2.recv
+from packets import heap_packets, packet, stop_packet
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def thread_pool():
+    tp = spead2.ThreadPool()
+    yield tp
+    tp.stop()
+
+
+def send_all(packets, addr, family=socket.AF_INET, setup=None):
+    with socket.socket(family, socket.SOCK_DGRAM) as tx:
+        if setup:
+            setup(tx)
+        for p in packets:
+            tx.sendto(p, addr)
+
+
+def collect(stream, n, timeout=5.0):
+    """Get up to n heaps, bounded in time."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        try:
+            out.append(stream.get_nowait())
+        except spead2.Empty:
+            time.sleep(0.002)
+        except spead2.Stopped:
+            break
+    return out
+
+
+def sample_heaps(n, size=3000, first=1):
+    pkts = []
+    for cnt in range(first, first + n):
+        pkts += heap_packets(cnt, bytes([cnt % 256]) * size, 1000, items=[(False, 0x1000, 0)])
+    return pkts
+
+
+class TestUnicast:
+    def test_bind_hostname(self, thread_pool):
+        port = free_port()
+        s = spead2.recv.Stream(thread_pool, ring_heaps=16)
+        s.add_udp_reader(port, bind_hostname="127.0.0.1")
+        send_all(sample_heaps(5) + [stop_packet()], ("127.0.0.1", port))
+        heaps = collect(s, 6)
+        assert [h.cnt for h in heaps] == [1, 2, 3, 4, 5]
+        assert bytes(heaps[2].get_items()[0]) == b"\x03" * 3000
+        with pytest.raises(spead2.Stopped):
+            s.get()
+
+    def test_keyword_arguments_and_defaults(self, thread_pool):
+        port = free_port()
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader(port=port, max_size=spead2.recv.DEFAULT_UDP_MAX_SIZE,
+                         buffer_size=0, bind_hostname="localhost")
+        send_all([packet(1, b"x", 0, 1, [(False, 0x1000, 0)])], ("127.0.0.1", port))
+        assert [h.cnt for h in collect(s, 1)] == [1]
+        s.stop()
+
+    def test_ipv6_loopback(self, thread_pool):
+        if not socket.has_ipv6:
+            pytest.skip("no IPv6 support")
+        try:
+            port = free_port(socket.AF_INET6, "::1")
+        except OSError as exc:
+            pytest.skip(f"::1 unavailable: {exc}")
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader(port, bind_hostname="::1")
+        send_all(sample_heaps(2), ("::1", port), socket.AF_INET6)
+        assert [h.cnt for h in collect(s, 2)] == [1, 2]
+        s.stop()
+
+    def test_callers_socket(self, thread_pool):
+        port = free_port()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader(port, bind_hostname="127.0.0.1", socket=sock)
+        sock.close()  # the stream does not need the caller's object any more
+        send_all(sample_heaps(3), ("127.0.0.1", port))
+        assert [h.cnt for h in collect(s, 3)] == [1, 2, 3]
+        s.stop()
+
+    def test_oversized_datagrams_dropped(self, thread_pool):
+        port = free_port()
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader(port, max_size=600, bind_hostname="127.0.0.1")
+        big = packet(1, b"b" * 1000, 0, 1000, [(False, 0x1000, 0)])
+        small = packet(2, b"s" * 100, 0, 100, [(False, 0x1000, 0)])
+        send_all([big, small], ("127.0.0.1", port))
+        assert [h.cnt for h in collect(s, 1)] == [2]
+        assert s.stats.too_large_packets == 1
+        s.stop()
+
+    def test_garbage_datagrams_do_not_disturb(self, thread_pool):
+        port = free_port()
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader(port, bind_hostname="127.0.0.1")
+        send_all([b"", b"S", b"\x53\x04\x03\x05\x00\x00\xff\xff", os.urandom(500)]
+                 + sample_heaps(2), ("127.0.0.1", port))
+        assert [h.cnt for h in collect(s, 2)] == [1, 2]
+        assert s.stats.bad_packets >= 3
+        s.stop()
+
+    def test_stop_closes_the_socket(self, thread_pool):
+        port = free_port()
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader(port, bind_hostname="127.0.0.1")
+        s.stop()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+            again.bind(("127.0.0.1", port))
+
+    def test_two_readers_one_stream(self, thread_pool):
+        p1, p2 = free_port(), free_port()
+        s = spead2.recv.Stream(thread_pool, ring_heaps=8)
+        s.add_udp_reader(p1, bind_hostname="127.0.0.1")
+        s.add_udp_reader(p2, bind_hostname="127.0.0.1")
+        send_all(sample_heaps(2), ("127.0.0.1", p1))
+        send_all(sample_heaps(2, first=10), ("127.0.0.1", p2))
+        assert sorted(h.cnt for h in collect(s, 4)) == [1, 2, 10, 11]
+        s.stop()
+
+
+class TestErrors:
+    @pytest.mark.parametrize("port", [-1, 65536, 1 << 40])
+    def test_port_out_of_range(self, thread_pool, port):
+        s = spead2.recv.Stream(thread_pool)
+        with pytest.raises(OverflowError):
+            s.add_udp_reader(port)
+        with pytest.raises(OverflowError):
+            s.add_udp_reader("239.255.0.1", port, interface_address="127.0.0.1")
+
+    def test_port_in_use_is_runtime_and_os_error(self, thread_pool):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+            taken.bind(("127.0.0.1", 0))
+            port = taken.getsockname()[1]
+            s = spead2.recv.Stream(thread_pool)
+            with pytest.raises(RuntimeError) as info:
+                s.add_udp_reader(port, bind_hostname="127.0.0.1")
+            assert isinstance(info.value, OSError)
+            assert info.value.errno == 98  # EADDRINUSE
+
+    def test_address_not_on_this_host(self, thread_pool):
+        s = spead2.recv.Stream(thread_pool)
+        with pytest.raises(RuntimeError):
+            s.add_udp_reader(free_port(), bind_hostname="192.0.2.1")
+
+    def test_unresolvable_name(self, thread_pool):
+        s = spead2.recv.Stream(thread_pool)
+        with pytest.raises(RuntimeError):
+            s.add_udp_reader(free_port(), bind_hostname="no-such-host.invalid")
+
+    def test_ipv6_form_with_ipv4_group(self, thread_pool):
+        s = spead2.recv.Stream(thread_pool)
+        with pytest.raises(ValueError):
+            s.add_udp_reader("239.255.0.1", free_port(), interface_index=0)
+
+    def test_small_buffer_warning_is_logged(self, thread_pool, caplog):
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader(free_port(), buffer_size=64 << 20, bind_hostname="127.0.0.1")
+        assert any("buffer" in r.message for r in caplog.records)
+        s.stop()
+
+
+MCAST4 = "239.255.77.1"
+
+
+def _mcast4_setup(tx):
+    tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+
+
+class TestMulticast:
+    def test_ipv4_with_interface_address(self, thread_pool):
+        port = free_port()
+        s = spead2.recv.Stream(thread_pool)
+        try:
+            s.add_udp_reader(MCAST4, port, interface_address="127.0.0.1")
+        except RuntimeError as exc:
+            pytest.skip(f"IPv4 multicast on loopback unavailable: {exc}")
+        send_all(sample_heaps(3), (MCAST4, port), setup=_mcast4_setup)
+        assert [h.cnt for h in collect(s, 3)] == [1, 2, 3]
+        s.stop()
+
+    def test_ipv4_positional_form(self, thread_pool):
+        port = free_port()
+        s = spead2.recv.Stream(thread_pool)
+        try:
+            s.add_udp_reader(MCAST4, port, 9200, 0, "127.0.0.1")
+        except RuntimeError as exc:
+            pytest.skip(f"IPv4 multicast on loopback unavailable: {exc}")
+        send_all(sample_heaps(1), (MCAST4, port), setup=_mcast4_setup)
+        assert [h.cnt for h in collect(s, 1)] == [1]
+        s.stop()
+
+    def test_bind_hostname_multicast_subscribes(self, thread_pool):
+        port = free_port()
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader(port, bind_hostname=MCAST4)
+        send_all(sample_heaps(2), (MCAST4, port), setup=_mcast4_setup)
+        heaps = collect(s, 2)
+        s.stop()
+        if not heaps:
+            pytest.skip("multicast without an interface address does not route to loopback here")
+        assert [h.cnt for h in heaps] == [1, 2]
+
+    def test_ipv6_in_network_namespace(self, tmp_path):
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+            pytest.skip("IPv6 multicast test needs root, unshare and ip to make a network namespace")
+        script = tmp_path / "ipv6_mcast.py"
+        script.write_text(textwrap.dedent('''
+            import socket, subprocess, sys, time
+            sys.path[:0] = sys.argv[1:]
+            import spead2, spead2.recv
+            from packets import heap_packets
+            def sh(cmd):
+                subprocess.run(cmd, shell=True, check=True)
+            sh("ip link set lo up")
+            sh("ip link add v0 type veth peer name v1")
+            sh("ip link set v0 up && ip link set v1 up")
+            idx = socket.if_nametoindex("v0")
+            group = "ff14::1234"
+            port = 8888
+            tp = spead2.ThreadPool()
+            s = spead2.recv.Stream(tp)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    s.add_udp_reader(group, port, 9200, 0, interface_index=idx)
+                    break
+                except RuntimeError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, idx)
+            tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 1)
+            got = []
+            deadline = time.monotonic() + 10
+            while not got and time.monotonic() < deadline:
+                try:
+                    for p in heap_packets(5, b"v6" * 600, 1000, items=[(False, 0x1000, 0)]):
+                        tx.sendto(p, (group, port))
+                except OSError:
+                    time.sleep(0.2)
+                    continue
+                time.sleep(0.1)
+                try:
+                    got.append(s.get_nowait())
+                except spead2.Empty:
+                    pass
+            assert got and got[0].cnt == 5, got
+            assert bytes(got[0].get_items()[0]) == b"v6" * 600
+            print("OK")
+        '''))
+        here = os.path.dirname(os.path.abspath(__file__))
+        paths = [here] + [p for p in sys.path if p]
+        try:
+            proc = subprocess.run(["unshare", "--net", sys.executable, str(script)] + paths,
+                                  capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("IPv6 multicast namespace test timed out")
+        if proc.returncode != 0 and "unshare failed" in proc.stderr:
+            pytest.skip(f"cannot create a network namespace: {proc.stderr.strip()}")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "OK" in proc.stdout
