@@ -17,24 +17,85 @@ void spead_allocator_decref(spead_allocator *a)
         a->destroy(a);
 }
 
-/* ---- plain allocation ---- */
+/* ---- plain allocation ----
+ *
+ * Heap-sized blocks freed by the consumer are kept in a small cache and
+ * handed out again: without it every large heap would be fresh memory from
+ * the kernel, and page faults would cost more than the copy into it.
+ */
+
+#define CACHE_MIN_SIZE (64 * 1024)
+#define CACHE_SLOTS 8
+#define CACHE_MAX_BYTES ((size_t) 256 << 20)
+
+typedef struct {
+    spead_allocator base;
+    pthread_mutex_t lock;
+    void *ptr[CACHE_SLOTS];
+    size_t size[CACHE_SLOTS];
+    int n;
+    size_t bytes;
+} malloc_allocator;
 
 static void *malloc_allocate(spead_allocator *self, size_t size, void **handle)
 {
-    (void) self;
+    malloc_allocator *m = (malloc_allocator *) self;
+    if (size == 0)
+        size = 1;
+    if (size >= CACHE_MIN_SIZE) {
+        int best = -1;
+        pthread_mutex_lock(&m->lock);
+        for (int i = 0; i < m->n; i++) {
+            if (m->size[i] >= size && m->size[i] / 2 <= size
+                && (best < 0 || m->size[i] < m->size[best]))
+                best = i;
+        }
+        if (best >= 0) {
+            void *p = m->ptr[best];
+            size_t got = m->size[best];
+            m->n--;
+            m->ptr[best] = m->ptr[m->n];
+            m->size[best] = m->size[m->n];
+            m->bytes -= got;
+            pthread_mutex_unlock(&m->lock);
+            *handle = (void *) (uintptr_t) got;
+            return p;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
     void *p = NULL;
-    *handle = NULL;
     /* 64-byte alignment suits cache lines and non-temporal stores */
-    if (posix_memalign(&p, 64, size ? size : 1) != 0)
+    if (posix_memalign(&p, 64, size) != 0)
         return NULL;
+    *handle = (void *) (uintptr_t) size;
     return p;
 }
 
 static void malloc_release(spead_allocator *self, void *ptr, void *handle)
 {
-    (void) self;
-    (void) handle;
+    malloc_allocator *m = (malloc_allocator *) self;
+    size_t size = (size_t) (uintptr_t) handle;
+    if (size >= CACHE_MIN_SIZE) {
+        pthread_mutex_lock(&m->lock);
+        if (m->n < CACHE_SLOTS && m->bytes + size <= CACHE_MAX_BYTES) {
+            m->ptr[m->n] = ptr;
+            m->size[m->n] = size;
+            m->n++;
+            m->bytes += size;
+            ptr = NULL;
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
     free(ptr);
+}
+
+static void malloc_destroy(spead_allocator *self)
+{
+    malloc_allocator *m = (malloc_allocator *) self;
+    for (int i = 0; i < m->n; i++)
+        free(m->ptr[i]);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
 }
 
 static void simple_destroy(spead_allocator *self)
@@ -44,14 +105,15 @@ static void simple_destroy(spead_allocator *self)
 
 spead_allocator *spead_malloc_allocator_new(void)
 {
-    spead_allocator *a = calloc(1, sizeof(*a));
+    malloc_allocator *a = calloc(1, sizeof(*a));
     if (!a)
         return NULL;
-    a->refs = 1;
-    a->allocate = malloc_allocate;
-    a->release = malloc_release;
-    a->destroy = simple_destroy;
-    return a;
+    pthread_mutex_init(&a->lock, NULL);
+    a->base.refs = 1;
+    a->base.allocate = malloc_allocate;
+    a->base.release = malloc_release;
+    a->base.destroy = malloc_destroy;
+    return &a->base;
 }
 
 /* ---- mmap ---- */
