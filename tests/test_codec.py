@@ -443,3 +443,15 @@ def test_bit_codec_round_trip(case):
         count *= d
     assert len(data) == (count * fmt.itemsize_bits + 7) // 8
     assert fmt.unpack(data, shape) == value
+
+
+def test_huge_shape_is_a_size_error_not_an_overflow():
+    with pytest.raises(ValueError):
+        BitFormat([("u", 4)]).unpack(b"", (2 ** 32, 2 ** 32))
+
+
+def test_negative_dimension():
+    with pytest.raises(ValueError):
+        BitFormat([("u", 4)]).pack([], (-1,))
+    with pytest.raises(ValueError):
+        BitFormat([("u", 4)]).unpack(b"", (-1,))

@@ -468,9 +468,11 @@ cdef class BitFormat:
         """
         cdef Py_buffer view
         cdef Py_ssize_t pos = 0
-        cdef Py_ssize_t count = 1
+        count = 1
         shape = tuple(shape)
         for d in shape:
+            if d < 0:
+                raise ValueError(f"shape {shape} has a negative dimension")
             count *= d
         need = (count * self.itemsize_bits + 7) // 8
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
@@ -569,9 +571,11 @@ cdef class BitFormat:
         """Encode ``value`` (nested sequences matching ``shape``, whose
         dimensions are all known, or one element for an empty shape)."""
         cdef Py_ssize_t pos = 0
-        cdef Py_ssize_t count = 1
+        count = 1
         shape = tuple(shape)
         for d in shape:
+            if d < 0:
+                raise ValueError(f"shape {shape} has a negative dimension")
             count *= d
         need = (count * self.itemsize_bits + 7) // 8
         if hasattr(value, "tolist"):
