@@ -8,6 +8,7 @@ import logging as _logging
 
 from ._core import Buffer, MemoryAllocator, MemoryPool, MmapAllocator, ThreadPool
 from ._flavour import Flavour
+from ._items import Descriptor, Item, ItemGroup
 
 __version__ = "0.1.0"
 
