@@ -247,6 +247,13 @@ cdef class Heap:
 
     def get_descriptors(self) -> list:
         """The raw descriptors carried by the heap."""
+        cdef size_t i
+        cdef int hab = self.hab
+        for i in range(self.n_pointers):
+            if ((self.pointers[i] >> hab) & ((1ULL << (63 - hab)) - 1)) == _DESCRIPTOR_ID:
+                break
+        else:
+            return []
         from spead2._codec import decode_raw_descriptor
         out = []
         for item in self.get_items():
