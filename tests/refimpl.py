@@ -206,13 +206,18 @@ def _ensure(install):
 # Running scripts.
 
 class RefProcess:
-    """A reference script running in the background (stdout piped, stderr to a file)."""
+    """A script running in the background (stdout piped, stderr to a file).
 
-    def __init__(self, argv, cwd=None):
+    By default it gets the environment for the reference interpreter
+    (:func:`script_env`); pass ``env`` to run another interpreter.
+    """
+
+    def __init__(self, argv, cwd=None, env=None):
         self.argv = [str(a) for a in argv]
         self._stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     stdin=subprocess.DEVNULL, env=script_env(),
+                                     stdin=subprocess.DEVNULL,
+                                     env=script_env() if env is None else env,
                                      cwd=cwd or tempfile.gettempdir())
         self._buf = b""
 
