@@ -271,14 +271,15 @@ def send_heaps(spead2, send_heap, itemset, n_heaps, flavour):
     send_heap(ig.get_end())
 
 
-def collect_heaps(spead2, stream, timeout, stop_when=None, grace=5.0):
+def collect_heaps(spead2, stream, timeout, stop_when=None, grace=5.0, stop_wait=10.0):
     """Receive from ``stream`` until it stops by itself or time runs out.
 
     The stream is iterated in a helper thread so that a stream that never
     stops cannot block the caller. Time runs out ``timeout`` seconds after
     the start, or ``grace`` seconds after ``stop_when()`` first returns true
     (polled; e.g. "the sender has exited"). The stream is then stopped, and if
-    the iteration still does not end the thread is abandoned. Returns a dump:
+    the iteration still does not end within ``stop_wait`` seconds the thread
+    is abandoned. Returns a dump:
     ``{'heaps': [{'cnt', 'values': {name: value}}], 'items': {name:
     metadata}, 'end': 'stopped' | 'timeout' | 'hung', 'errors': [...]}``
     with the received values as they came.
@@ -319,7 +320,7 @@ def collect_heaps(spead2, stream, timeout, stop_when=None, grace=5.0):
                 stream.stop()
             except Exception as exc:
                 errors.append(f"stop: {exc!r}")
-            if not done.wait(10.0):
+            if not done.wait(stop_wait):
                 end = "hung"
             break
     return {

@@ -50,6 +50,14 @@ class RefScriptError(AssertionError):
     """A reference script failed or timed out."""
 
 
+class CallTimeout(AssertionError):
+    """A call into an implementation did not return in time (see :func:`call_with_timeout`).
+
+    Not an ``OSError`` (unlike the built-in ``TimeoutError``), so code that
+    retries on socket errors does not retry a hang.
+    """
+
+
 def venv_dir():
     return Path(os.environ.get(VENV_ENV_VAR) or DEFAULT_VENV).expanduser().resolve()
 
@@ -371,7 +379,7 @@ class RefPython:
 
 
 def call_with_timeout(fn, timeout, what):
-    """Run ``fn()`` in a helper thread; raise ``TimeoutError`` if it takes over ``timeout`` s.
+    """Run ``fn()`` in a helper thread; raise :class:`CallTimeout` if it takes over ``timeout`` s.
 
     Used to bound calls into an implementation that may block forever; a
     thread that overruns is abandoned (it is a daemon).
@@ -388,7 +396,7 @@ def call_with_timeout(fn, timeout, what):
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise TimeoutError(f"{what} did not return within {timeout:.0f} s")
+        raise CallTimeout(f"{what} did not return within {timeout:.0f} s")
     if "error" in result:
         raise result["error"]
     return result.get("value")

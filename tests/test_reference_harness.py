@@ -7,6 +7,9 @@ expected values right before they are used to judge our implementation.
 """
 
 import pickle
+import threading
+import time
+import types
 
 import numpy as np
 import pytest
@@ -92,6 +95,56 @@ def test_object_array_encoding_keeps_python_ints():
     value = np.array([1, 2 ** 47], dtype=object)
     decoded = itemsets.decode_value(itemsets.encode_value(value))
     assert decoded.dtype == object and decoded.tolist() == [1, 2 ** 47]
+
+
+class _StreamThatNeverEnds:
+    """Yields nothing until stopped (or, with ``ignore_stop``, forever)."""
+
+    def __init__(self, ignore_stop=False):
+        self.stopped = threading.Event()
+        self.stop_calls = 0
+        self.ignore_stop = ignore_stop
+
+    def __iter__(self):
+        if self.ignore_stop:
+            threading.Event().wait(60)
+        else:
+            self.stopped.wait(60)
+        return iter(())
+
+    def stop(self):
+        self.stop_calls += 1
+        self.stopped.set()
+
+
+_FAKE_SPEAD2 = types.SimpleNamespace(ItemGroup=dict)
+
+
+def test_collect_heaps_stops_a_stream_after_the_timeout():
+    stream = _StreamThatNeverEnds()
+    dump = itemsets.collect_heaps(_FAKE_SPEAD2, stream, timeout=0.2)
+    assert dump["end"] == "timeout" and stream.stop_calls == 1
+    assert dump["heaps"] == []
+
+
+def test_collect_heaps_stops_a_stream_soon_after_stop_when():
+    stream = _StreamThatNeverEnds()
+    start = time.monotonic()
+    dump = itemsets.collect_heaps(_FAKE_SPEAD2, stream, timeout=30, stop_when=lambda: True,
+                                  grace=0.1)
+    assert dump["end"] == "timeout" and time.monotonic() - start < 5
+
+
+def test_collect_heaps_gives_up_on_a_stream_that_ignores_stop():
+    dump = itemsets.collect_heaps(_FAKE_SPEAD2, _StreamThatNeverEnds(ignore_stop=True),
+                                  timeout=0.1, stop_wait=0.1)
+    assert dump["end"] == "hung"
+
+
+def test_call_with_timeout_bounds_a_blocking_call():
+    with pytest.raises(refimpl.CallTimeout):
+        refimpl.call_with_timeout(lambda: threading.Event().wait(5), 0.1, "blocking call")
+    assert refimpl.call_with_timeout(lambda: 42, 5, "quick call") == 42
 
 
 # ---------------------------------------------------------------------------
