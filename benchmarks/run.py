@@ -1,0 +1,492 @@
+"""Benchmark our spead2 against the reference spead2 4.5.1, side by side in one run.
+
+    python benchmarks/run.py [--quick] [--write] [--ours-python PATH] [--only NAME ...]
+
+Every scenario runs in separate processes (``worker.py``): once with the
+reference (in its cached virtual environment, created if needed; see
+``tests/refimpl.py``) and once with ours (``--ours-python``, by default this
+interpreter, which must import our ``spead2``). The report gives ratios
+ours/reference from this run, memcpy bandwidth measured in this run, and each
+process's peak RSS. A scenario that fails for one side is reported as n/a with
+the error; the run goes on. ``--write`` saves the report to BENCHMARKS.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve().parent / "worker.py"
+sys.path.insert(0, str(ROOT / "tests"))
+
+import refimpl  # noqa: E402
+
+MiB = 1 << 20
+KiB = 1 << 10
+JUMBO = 8972
+SMALL_PACKET = 1472
+
+# name: (default settings, quick settings)
+SETTINGS = {
+    "memcpy": ({"total": 64 * MiB, "budget": 1.0}, {"total": 32 * MiB, "budget": 0.3}),
+    "recv_large": ({"n_heaps": 64, "budget": 2.0, "rounds": 2},
+                   {"n_heaps": 16, "budget": 0.5, "rounds": 1}),
+    "recv_small": ({"n_heaps": 50000, "budget": 3.0, "rounds": 2},
+                   {"n_heaps": 10000, "budget": 0.5, "rounds": 1}),
+    "recv_udp": ({"rates": [0.25, 0.5, 1.0, 1.5, 2.0], "seconds": 0.5, "unthrottled_heaps": 512},
+                 {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 128}),
+    "send_bytes_large": ({"n_heaps": 128, "budget": 2.0, "rounds": 2},
+                         {"n_heaps": 32, "budget": 0.5, "rounds": 1}),
+    "send_udp_large": ({"n_heaps": 512, "budget": 2.0, "rounds": 2},
+                       {"n_heaps": 128, "budget": 0.5, "rounds": 1}),
+    "send_udp_small": ({"n_heaps": 20000, "budget": 3.0, "rounds": 2},
+                       {"n_heaps": 5000, "budget": 0.5, "rounds": 1}),
+}
+SCENARIO_NAMES = list(SETTINGS)
+
+
+class Runner:
+    def __init__(self, ref_python, ours_python, timeout, log):
+        self.pythons = {"ref": ref_python, "ours": ours_python}
+        self.envs = {"ref": refimpl.script_env(), "ours": dict(os.environ)}
+        self.timeout = timeout
+        self.log = log
+        self.disabled = {}  # impl -> reason it cannot run at all
+
+    def argv(self, impl, scenario, params):
+        return [self.pythons[impl], WORKER, "--impl", impl, scenario, "--params", json.dumps(params)]
+
+    def run(self, impl, scenario, **params):
+        """Run one scenario to completion; return its result dict (``ok`` False on failure)."""
+        if impl in self.disabled:
+            return {"ok": False, "error": self.disabled[impl]}
+        self.log(f"  {impl:4} {scenario} {params}")
+        try:
+            proc = subprocess.run([str(a) for a in self.argv(impl, scenario, params)],
+                                  capture_output=True, text=True, timeout=self.timeout,
+                                  env=self.envs[impl], cwd=tempfile.gettempdir())
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "error": f"timed out after {self.timeout:.0f} s"}
+        return parse_result(proc.returncode, proc.stdout, proc.stderr)
+
+    def start(self, impl, scenario, **params):
+        if impl in self.disabled:
+            raise RuntimeError(self.disabled[impl])
+        self.log(f"  {impl:4} {scenario} {params} (background)")
+        return refimpl.RefProcess(self.argv(impl, scenario, params), env=self.envs[impl])
+
+
+def paired(runner, rounds, scenario, **params):
+    """Run ``scenario`` for both sides ``rounds`` times, alternating which goes first.
+
+    Keeps each side's best result (highest ``gbps``/``heaps_per_s``) and its
+    highest peak RSS, so that a burst of load from elsewhere on the machine
+    during one run does not decide the ratio.
+    """
+    best = {}
+    for k in range(rounds):
+        order = ("ref", "ours") if k % 2 == 0 else ("ours", "ref")
+        for impl in order:
+            prev = best.get(impl)
+            if prev is not None and not prev.get("ok"):
+                continue  # it failed once; it will fail again
+            result = runner.run(impl, scenario, **params)
+            if prev is None or (result.get("ok") and not prev.get("ok")):
+                best[impl] = result
+            elif result.get("ok") and prev.get("ok"):
+                key = "gbps" if result.get("gbps") is not None else "heaps_per_s"
+                rss = max(prev["maxrss_kib"], result["maxrss_kib"])
+                if result[key] > prev[key]:
+                    best[impl] = result
+                best[impl]["maxrss_kib"] = rss
+    return {impl: best[impl] for impl in ("ref", "ours")}
+
+
+def parse_result(returncode, stdout, stderr):
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if lines:
+        try:
+            return json.loads(lines[-1])
+        except ValueError:
+            pass
+    err = [line for line in stderr.strip().splitlines() if line.strip()]
+    return {"ok": False, "error": (err[-1] if err else f"exit code {returncode}")[:300]}
+
+
+def short_error(text):
+    return " ".join(str(text).split())[:300]
+
+
+# ---------------------------------------------------------------------------
+# Scenarios.
+
+def bench_memcpy(runner, s, work):
+    return {"memcpy": runner.run("ref", "memcpy", block=MiB, total=s["total"], budget=s["budget"])}
+
+
+def _bench_recv_buffer(runner, work, name, heap_size, packet, n_heaps, budget, rounds):
+    path = str(work / f"{name}.bin")
+    gen = runner.run("ref", "gen_bytes", path=path, heap_size=heap_size, n_heaps=n_heaps,
+                     max_packet_size=packet)
+    if not gen.get("ok"):
+        err = {"ok": False, "error": "could not generate the input: " + gen.get("error", "")}
+        return {"ref": err, "ours": err}
+    params = dict(path=path, heap_size=heap_size, n_heaps=n_heaps, budget=budget)
+    if n_heaps > 1000:
+        params.update(min_reps=1, max_reps=3)
+    out = paired(runner, rounds, "recv_buffer", **params)
+    os.unlink(path)
+    return out
+
+
+def bench_recv_large(runner, s, work):
+    return _bench_recv_buffer(runner, work, "recv_large", MiB, JUMBO, s["n_heaps"], s["budget"],
+                              s["rounds"])
+
+
+def bench_recv_small(runner, s, work):
+    return _bench_recv_buffer(runner, work, "recv_small", KiB, SMALL_PACKET, s["n_heaps"],
+                              s["budget"], s["rounds"])
+
+
+def udp_trial(runner, impl, rate_gbps, n_heaps):
+    """Reference sender -> ``impl`` receiver; returns the trial's record."""
+    record = {"rate_gbps": rate_gbps, "sent": n_heaps}
+    try:
+        rx = runner.start(impl, "recv_udp", heap_size=MiB, timeout=60.0)
+    except RuntimeError as exc:
+        return dict(record, ok=False, error=str(exc))
+    with rx:
+        try:
+            line = rx.readline(30.0)
+        except refimpl.RefScriptError as exc:
+            return dict(record, ok=False, error=short_error(exc))
+        if not line.isdigit():  # the receiver failed and printed its result instead
+            result = parse_result(1, line, "")
+            return dict(record, ok=False, error=result.get("error", line))
+        port = int(line)
+        tx = runner.run("ref", "send_udp", port=port, heap_size=MiB, n_heaps=n_heaps,
+                        rate=rate_gbps * 1e9, max_packet_size=JUMBO)
+        record["sender"] = tx
+        try:
+            out = rx.finish(timeout=30.0, terminate_after=3.0)
+            result = parse_result(0, out, "")
+        except refimpl.RefScriptError as exc:
+            result = {"ok": False, "error": short_error(exc)}
+    record.update(result)
+    if result.get("ok"):
+        record["lost"] = n_heaps - result["heaps"]
+    return record
+
+
+def bench_recv_udp(runner, s, work):
+    trials = {"ref": [], "ours": []}
+    lossy_in_a_row = {"ref": 0, "ours": 0}
+    for rate in s["rates"]:
+        n = int(min(max(rate * 1e9 * s["seconds"] / MiB, 64), 1024))
+        for impl in ("ref", "ours"):
+            if lossy_in_a_row[impl] >= 2 or (trials[impl] and not trials[impl][-1].get("ok")):
+                continue
+            t = udp_trial(runner, impl, rate, n)
+            trials[impl].append(t)
+            lossy_in_a_row[impl] = lossy_in_a_row[impl] + 1 if t.get("lost") else 0
+    unthrottled = {impl: udp_trial(runner, impl, 0.0, s["unthrottled_heaps"])
+                   for impl in ("ref", "ours")}
+    return {"trials": trials, "unthrottled": unthrottled}
+
+
+def bench_send_bytes_large(runner, s, work):
+    return paired(runner, s["rounds"], "send_bytes", heap_size=MiB, n_heaps=s["n_heaps"],
+                  max_packet_size=JUMBO, budget=s["budget"])
+
+
+def bench_send_udp_large(runner, s, work):
+    return paired(runner, s["rounds"], "send_udp_sink", heap_size=MiB, n_heaps=s["n_heaps"],
+                  max_packet_size=JUMBO, budget=s["budget"])
+
+
+def bench_send_udp_small(runner, s, work):
+    return paired(runner, s["rounds"], "send_udp_sink", heap_size=KiB, n_heaps=s["n_heaps"],
+                  max_packet_size=SMALL_PACKET, budget=s["budget"], min_reps=1, max_reps=3)
+
+
+# ---------------------------------------------------------------------------
+# Report.
+
+def fmt_rate(value, unit):
+    if value is None:
+        return "n/a"
+    if unit == "GB/s":
+        return f"{value:.2f}"
+    if unit == "heaps/s":
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def fmt_ratio(ours, ref):
+    if ours is None or ref in (None, 0):
+        return "n/a"
+    return f"{ours / ref:.2f}"
+
+
+def fmt_rss(result):
+    if not result or "maxrss_kib" not in result or not result.get("ok"):
+        return "n/a"
+    return f"{result['maxrss_kib'] / 1024:.0f} MiB"
+
+
+def metric(result, key):
+    return result.get(key) if result and result.get("ok") else None
+
+
+def lossless_rate(trials):
+    """The sender's achieved rate in the fastest trial that, like every slower one, lost nothing.
+
+    ``None`` if no trial ran; 0.0 if even the slowest lost heaps.
+    """
+    best = None
+    for t in sorted(trials, key=lambda t: t["rate_gbps"]):
+        if not t.get("ok"):
+            break
+        best = best or 0.0
+        if t.get("lost") != 0:
+            break
+        sender = t.get("sender") or {}
+        best = sender.get("gbps") if sender.get("ok") else t["rate_gbps"]
+    return best
+
+
+def build_report(results, meta, errors):
+    lines = [
+        "# Benchmarks: ours vs the reference spead2 4.5.1",
+        "",
+        f"Run {meta['date']} on {meta['machine']} "
+        f"({'quick' if meta['quick'] else 'default'} settings, {meta['elapsed']:.0f} s). "
+        "Both implementations ran in the same run, one process per measurement; only the "
+        "ratios are comparable between machines.",
+        "",
+        f"- ours: {meta['ours']}",
+        f"- reference: {meta['ref']}",
+        "",
+    ]
+    memcpy = metric(results.get("memcpy", {}).get("memcpy"), "gbps")
+    if "memcpy" in results:
+        total = results["memcpy"]["memcpy"].get("total", 0) // MiB
+        lines += [f"memcpy bandwidth (numpy copy of a {total} MiB buffer in 1 MiB blocks into "
+                  f"a reused 1 MiB block): **{fmt_rate(memcpy, 'GB/s')} GB/s**", ""]
+    rows = []
+
+    def row(label, unit, pair, key):
+        ref, ours = metric(pair.get("ref"), key), metric(pair.get("ours"), key)
+        rows.append(f"| {label} | {unit} | {fmt_rate(ref, unit)} | {fmt_rate(ours, unit)} | "
+                    f"{fmt_ratio(ours, ref)} | {fmt_rss(pair.get('ref'))} | "
+                    f"{fmt_rss(pair.get('ours'))} |")
+
+    if "recv_large" in results:
+        pair = results["recv_large"]
+        row("Buffer receive, 1 MiB heaps in 8972-byte packets, `ItemGroup.update` per heap",
+            "GB/s", pair, "gbps")
+        if memcpy:
+            ref, ours = metric(pair.get("ref"), "gbps"), metric(pair.get("ours"), "gbps")
+            rows.append(f"| ... as a fraction of memcpy | x memcpy | {fmt_ratio(ref, memcpy)} | "
+                        f"{fmt_ratio(ours, memcpy)} | | | |")
+    if "recv_small" in results:
+        row("Buffer receive, 1 KiB single-packet heaps, `ItemGroup.update` per heap",
+            "heaps/s", results["recv_small"], "heaps_per_s")
+    if "recv_udp" in results:
+        udp = results["recv_udp"]
+        best = {impl: lossless_rate(udp["trials"][impl]) for impl in ("ref", "ours")}
+        rss = {impl: max((t for t in udp["trials"][impl] if t.get("ok")),
+                         key=lambda t: t.get("maxrss_kib", 0), default=None)
+               for impl in ("ref", "ours")}
+        rows.append(f"| UDP loopback receive from the reference sender, 1 MiB heaps: highest "
+                    f"rate (as sent) with no heap lost at it or any lower rate | GB/s | {fmt_rate(best['ref'], 'GB/s')} | "
+                    f"{fmt_rate(best['ours'], 'GB/s')} | {fmt_ratio(best['ours'], best['ref'])} | "
+                    f"{fmt_rss(rss['ref'])} | {fmt_rss(rss['ours'])} |")
+        un = udp["unthrottled"]
+        loss = {impl: (100.0 * un[impl]["lost"] / un[impl]["sent"]
+                       if un[impl].get("ok") else None) for impl in ("ref", "ours")}
+        rows.append(
+            "| UDP loopback receive, reference sender unthrottled: heaps lost | % | "
+            + " | ".join("n/a" if loss[i] is None else f"{loss[i]:.1f}" for i in ("ref", "ours"))
+            + f" | | {fmt_rss(un['ref'])} | {fmt_rss(un['ours'])} |")
+    if "send_bytes_large" in results:
+        row("Send 1 MiB heaps into `BytesStream` (8972-byte packets)", "GB/s",
+            results["send_bytes_large"], "gbps")
+    if "send_udp_large" in results:
+        row("Send 1 MiB heaps over UDP loopback (8972-byte packets)", "GB/s",
+            results["send_udp_large"], "gbps")
+        row("Send 1 MiB heaps over UDP loopback (8972-byte packets)", "heaps/s",
+            results["send_udp_large"], "heaps_per_s")
+    if "send_udp_small" in results:
+        row("Send 1 KiB heaps over UDP loopback", "heaps/s", results["send_udp_small"],
+            "heaps_per_s")
+    if rows:
+        lines += ["| Scenario | Unit | Reference | Ours | Ours/Ref | Ref peak RSS | Ours peak RSS |",
+                  "|---|---|---:|---:|---:|---:|---:|", *rows, ""]
+
+    if "recv_udp" in results:
+        udp = results["recv_udp"]
+        lines += ["UDP loopback rate sweep (reference sender, 1 MiB heaps in 8972-byte packets; "
+                  "heaps lost of heaps sent; sender rate as achieved):", "",
+                  "| Target rate | Sender achieved | Reference receiver | Our receiver |",
+                  "|---:|---:|---:|---:|"]
+        by_rate = {}
+        for impl in ("ref", "ours"):
+            for t in udp["trials"][impl]:
+                by_rate.setdefault(t["rate_gbps"], {})[impl] = t
+        for impl in ("ref", "ours"):
+            by_rate.setdefault("unthrottled", {})[impl] = udp["unthrottled"][impl]
+        for rate, pair in by_rate.items():
+            target = "unthrottled" if rate == "unthrottled" else f"{rate:.2f} GB/s"
+            sender = next((t["sender"] for t in pair.values()
+                           if t.get("sender", {}).get("ok")), None)
+            achieved = f"{sender['gbps']:.2f} GB/s" if sender else "n/a"
+
+            def cell(t):
+                if t is None:
+                    return "not run"
+                if not t.get("ok"):
+                    return "n/a"
+                return f"{t['lost']} / {t['sent']}"
+            lines.append(f"| {target} | {achieved} | {cell(pair.get('ref'))} | "
+                         f"{cell(pair.get('ours'))} |")
+        lines.append("")
+
+    if errors:
+        lines += ["Not measured:", ""]
+        lines += [f"- {e}" for e in errors]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def collect_errors(results):
+    errors = []
+    seen = set()
+
+    def add(name, impl, result):
+        if result and not result.get("ok"):
+            msg = f"{impl} / {name}: {short_error(result.get('error', 'failed'))}"
+            if msg not in seen:
+                seen.add(msg)
+                errors.append(msg)
+
+    for name, pair in results.items():
+        if name == "recv_udp":
+            for impl in ("ref", "ours"):
+                for t in pair["trials"][impl] + [pair["unthrottled"][impl]]:
+                    add(name, impl, t)
+        else:
+            for impl, result in pair.items():
+                add(name, impl, result)
+    return errors
+
+
+def describe_python(python, env):
+    code = ("import sys, spead2, numpy; print(f'spead2 {spead2.__version__} "
+            "({spead2.__file__}), numpy {numpy.__version__}, Python {sys.version.split()[0]}')")
+    try:
+        proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
+                              timeout=60, env=env, cwd=tempfile.gettempdir())
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{python}: {exc}"
+    if proc.returncode != 0:
+        err = proc.stderr.strip().splitlines()
+        return None, f"{python}: {err[-1] if err else 'failed'}"
+    return proc.stdout.strip(), None
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller runs (about a minute)")
+    parser.add_argument("--write", action="store_true", help=f"write {ROOT / 'BENCHMARKS.md'}")
+    parser.add_argument("--ours-python", default=sys.executable,
+                        help="interpreter that imports our spead2 (default: this one)")
+    parser.add_argument("--ref-python", help="reference interpreter (default: the cached "
+                        f"environment, ${refimpl.VENV_ENV_VAR} or {refimpl.DEFAULT_VENV})")
+    parser.add_argument("--only", nargs="+", choices=SCENARIO_NAMES, metavar="NAME",
+                        help=f"run only these scenarios: {', '.join(SCENARIO_NAMES)}")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="limit for each measurement process, seconds")
+    args = parser.parse_args()
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    if args.ref_python:
+        ref_python = Path(args.ref_python)
+    else:
+        log("locating the reference environment (installing it on first use)...")
+        try:
+            ref_python = refimpl.ensure_ref_python()
+        except refimpl.RefUnavailable as exc:
+            log(f"the reference spead2 {refimpl.REF_VERSION} could not be installed: {exc}")
+            return 2
+    # Absolute but not resolved: a virtual environment's python is a symlink.
+    ours_python = Path(os.path.abspath(args.ours_python))
+    runner = Runner(ref_python, ours_python, args.timeout, log)
+    ref_desc, err = describe_python(ref_python, runner.envs["ref"])
+    if err:
+        log(f"the reference interpreter does not work: {err}")
+        return 2
+    ours_desc, err = describe_python(ours_python, runner.envs["ours"])
+    if err:
+        runner.disabled["ours"] = f"our spead2 cannot be imported: {err}"
+        ours_desc = f"{ours_python} (does not import spead2: {short_error(err)})"
+    elif ours_desc.startswith(f"spead2 {refimpl.REF_VERSION} "):
+        log(f"--ours-python {ours_python} imports the reference spead2, not ours")
+        return 2
+
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="spead2-bench-"))
+    results = {}
+    try:
+        for name in args.only or SCENARIO_NAMES:
+            log(f"{name}:")
+            settings = SETTINGS[name][1 if args.quick else 0]
+            results[name] = globals()[f"bench_{name}"](runner, settings, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "quick": args.quick,
+        "elapsed": time.monotonic() - started,
+        "ours": ours_desc,
+        "ref": ref_desc,
+    }
+    report = build_report(results, meta, collect_errors(results))
+    print(report)
+    if args.write:
+        (ROOT / "BENCHMARKS.md").write_text(report)
+        log(f"wrote {ROOT / 'BENCHMARKS.md'}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=1,
+                                              default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,362 @@
+"""One benchmark scenario, run in its own process by ``run.py``.
+
+    python worker.py --impl {ours,ref} SCENARIO [--params JSON]
+
+``--impl ours`` drives whatever ``spead2`` the interpreter imports through
+the documented API only; ``--impl ref`` drives the reference spead2 4.5.1
+through its own (different) API. The differences are confined to the two
+``Api`` classes below; the scenarios themselves are shared. Prints one JSON
+object on the last line of stdout: the scenario's metrics plus ``maxrss_kib``
+(this process's peak resident set size).
+"""
+
+import argparse
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+
+import numpy as np
+
+ITEM_ID = 0x1000
+UDP_HOST = "127.0.0.1"
+
+
+class DocumentedApi:
+    """Our library, through the documented spead2 API."""
+
+    def __init__(self):
+        import spead2
+        import spead2.recv
+        import spead2.send
+        self.spead2 = spead2
+
+    def thread_pool(self):
+        return self.spead2.ThreadPool()
+
+    def recv_stream(self, thread_pool, max_heaps=4, ring_heaps=4):
+        return self.spead2.recv.Stream(thread_pool, bug_compat=0, max_heaps=max_heaps,
+                                       ring_heaps=ring_heaps)
+
+    def add_udp_reader(self, stream, port, host, max_size, buffer_size):
+        stream.add_udp_reader(port, max_size=max_size, buffer_size=buffer_size,
+                              bind_hostname=host)
+
+    def send_config(self, max_packet_size, rate=0.0, max_heaps=4):
+        return self.spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
+                                             max_heaps=max_heaps)
+
+    def udp_stream(self, thread_pool, host, port, config, buffer_size=524288):
+        return self.spead2.send.UdpStream(thread_pool, host, port, config, buffer_size)
+
+    def bytes_stream(self, thread_pool, config):
+        return self.spead2.send.BytesStream(thread_pool, config)
+
+
+class RefApi(DocumentedApi):
+    """The reference spead2 4.5.1, whose constructors take config objects."""
+
+    def recv_stream(self, thread_pool, max_heaps=4, ring_heaps=4):
+        recv = self.spead2.recv
+        return recv.Stream(thread_pool, recv.StreamConfig(max_heaps=max_heaps, bug_compat=0),
+                           recv.RingStreamConfig(heaps=ring_heaps))
+
+    def udp_stream(self, thread_pool, host, port, config, buffer_size=524288):
+        return self.spead2.send.UdpStream(thread_pool, [(host, port)], config,
+                                          buffer_size=buffer_size)
+
+
+def make_api(impl):
+    api = RefApi() if impl == "ref" else DocumentedApi()
+    version = getattr(api.spead2, "__version__", "?")
+    if impl == "ours" and version == "4.5.1":
+        raise SystemExit("--impl ours imports the reference spead2 4.5.1, not ours")
+    return api
+
+
+# ---------------------------------------------------------------------------
+# Helpers.
+
+def payload(size):
+    return (np.arange(size, dtype=np.uint32) % 251).astype(np.uint8)
+
+
+def free_udp_port(host):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def bind_udp(api, stream, host, max_size, buffer_size, attempts=10):
+    error = None
+    for _ in range(attempts):
+        port = free_udp_port(host)
+        try:
+            api.add_udp_reader(stream, port, host, max_size, buffer_size)
+            return port
+        except (RuntimeError, OSError) as exc:
+            error = exc
+    raise RuntimeError(f"could not bind a UDP reader: {error!r}")
+
+
+def consume(api, stream, on_heap, timeout, stop_flag=None):
+    """Iterate ``stream`` (in a helper thread) calling ``on_heap(heap)``, at most ``timeout`` s.
+
+    Returns how it ended: 'stopped' (by itself), 'timeout', 'terminated'
+    (``stop_flag`` was set) or 'hung' (did not end even after ``stop()``).
+    """
+    done = threading.Event()
+    errors = []
+
+    def run():
+        try:
+            for heap in stream:
+                on_heap(heap)
+        except Exception as exc:
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    end = "stopped"
+    while not done.wait(0.05):
+        if stop_flag and stop_flag[0]:
+            end = "terminated"
+        elif time.monotonic() > deadline:
+            end = "timeout"
+        else:
+            continue
+        stream.stop()
+        if not done.wait(10.0):
+            end = "hung"
+        break
+    if errors:
+        raise errors[0]
+    return end
+
+
+def send_loop(api, stream, heap_size, n_heaps):
+    """Send ``n_heaps`` heaps of one ``heap_size``-byte item, with ``ItemGroup`` per heap."""
+    spead2 = api.spead2
+    ig = spead2.send.ItemGroup()
+    item = ig.add_item(ITEM_ID, "payload", "benchmark payload", (heap_size,), dtype=np.uint8)
+    value = payload(heap_size)
+    start = time.perf_counter()
+    for _ in range(n_heaps):
+        item.value = value
+        stream.send_heap(ig.get_heap())
+    elapsed = time.perf_counter() - start
+    return ig, elapsed
+
+
+def repeat(fn, min_reps, max_reps, budget):
+    """Call ``fn()`` (which returns seconds) at least ``min_reps`` times, more while time allows."""
+    times = []
+    start = time.monotonic()
+    while len(times) < max_reps and (len(times) < min_reps or time.monotonic() - start < budget):
+        times.append(fn())
+    return times
+
+
+# ---------------------------------------------------------------------------
+# Scenarios. Each returns a dict of metrics.
+
+def scenario_memcpy(api, block=1 << 20, total=64 << 20, budget=1.0):
+    """numpy copy of a ``total``-byte buffer, ``block`` bytes at a time, into one reused block.
+
+    The same memory traffic as receiving from a buffer: every byte of a
+    buffer larger than the caches is read once and written into heap memory
+    that the allocator recycles.
+    """
+    src = np.ones(total, np.uint8)
+    dst = np.zeros(block, np.uint8)
+    n = total // block
+
+    def once():
+        t0 = time.perf_counter()
+        for k in range(n):
+            np.copyto(dst, src[k * block:(k + 1) * block])
+        return time.perf_counter() - t0
+
+    times = repeat(once, 3, 100, budget)
+    return {"gbps": total / min(times) / 1e9, "reps": len(times), "total": total, "block": block}
+
+
+def scenario_gen_bytes(api, path, heap_size, n_heaps, max_packet_size):
+    """Write ``n_heaps`` heaps of one ``heap_size``-byte item, then an end heap, to ``path``."""
+    stream = api.bytes_stream(api.thread_pool(), api.send_config(max_packet_size))
+    ig, _ = send_loop(api, stream, heap_size, n_heaps)
+    stream.send_heap(ig.get_end())
+    data = stream.getvalue()
+    with open(path, "wb") as f:
+        f.write(data)
+    return {"bytes": len(data)}
+
+
+def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30, budget=2.0,
+                         timeout=60.0):
+    """Receive a file of packets from memory with ``ItemGroup.update`` per heap."""
+    with open(path, "rb") as f:
+        data = f.read()
+    tp = api.thread_pool()
+    counts = []
+
+    def once():
+        ig = api.spead2.ItemGroup()
+        got = [0]
+
+        def on_heap(heap):
+            if "payload" in ig.update(heap):
+                got[0] += 1
+
+        t0 = time.perf_counter()
+        stream = api.recv_stream(tp)
+        stream.add_buffer_reader(data)
+        end = consume(api, stream, on_heap, timeout)
+        elapsed = time.perf_counter() - t0
+        if end != "stopped":
+            raise RuntimeError(f"buffer receive did not finish ({end}) after {got[0]} heaps")
+        counts.append(got[0])
+        return elapsed
+
+    times = repeat(once, min_reps, max_reps, budget)
+    best = min(times)
+    return {"gbps": heap_size * n_heaps / best / 1e9, "heaps_per_s": n_heaps / best,
+            "heaps": min(counts), "expected_heaps": n_heaps, "reps": len(times)}
+
+
+def scenario_recv_udp(api, heap_size, max_size=9200, buffer_size=8 << 20, timeout=60.0,
+                      max_heaps=4, ring_heaps=4):
+    """Receive over UDP loopback until end of stream, SIGTERM or ``timeout``.
+
+    Prints the bound port on its own line first, for the runner.
+    """
+    stop_flag = [False]
+    signal.signal(signal.SIGTERM, lambda *a: stop_flag.__setitem__(0, True))
+    stream = api.recv_stream(api.thread_pool(), max_heaps=max_heaps, ring_heaps=ring_heaps)
+    port = bind_udp(api, stream, UDP_HOST, max_size, buffer_size)
+    print(port, flush=True)
+    ig = api.spead2.ItemGroup()
+    state = {"heaps": 0, "first": None, "last": None}
+
+    def on_heap(heap):
+        if "payload" in ig.update(heap):
+            now = time.perf_counter()
+            if state["first"] is None:
+                state["first"] = now
+            state["last"] = now
+            state["heaps"] += 1
+
+    end = consume(api, stream, on_heap, timeout, stop_flag)
+    span = (state["last"] - state["first"]) if state["heaps"] > 1 else 0.0
+    return {"heaps": state["heaps"], "end": end,
+            "gbps": (state["heaps"] - 1) * heap_size / span / 1e9 if span > 0 else None}
+
+
+def scenario_send_udp(api, port, heap_size, n_heaps, rate=0.0, max_packet_size=8972,
+                      end_heaps=3):
+    """Send ``n_heaps`` heaps to 127.0.0.1:``port`` at ``rate`` bytes/s (0: unlimited).
+
+    This is the load generator for the receive benchmark, so it does as
+    little per heap as it can: the first heap carries the descriptor, then one
+    data-only heap object is sent again and again (the stream gives each
+    sending a new heap cnt).
+    """
+    spead2 = api.spead2
+    stream = api.udp_stream(api.thread_pool(), UDP_HOST, port,
+                            api.send_config(max_packet_size, rate=rate))
+    ig = spead2.send.ItemGroup()
+    ig.add_item(ITEM_ID, "payload", "benchmark payload", (heap_size,), dtype=np.uint8,
+                value=payload(heap_size))
+    first = ig.get_heap(descriptors="all", data="all")
+    data_only = ig.get_heap(descriptors="none", data="all")
+    start = time.perf_counter()
+    stream.send_heap(first)
+    for _ in range(n_heaps - 1):
+        stream.send_heap(data_only)
+    elapsed = time.perf_counter() - start
+    for _ in range(end_heaps):  # several, in case the receiver drops one
+        stream.send_heap(ig.get_end())
+        time.sleep(0.01)
+    return {"gbps": heap_size * n_heaps / elapsed / 1e9, "heaps_per_s": n_heaps / elapsed}
+
+
+def scenario_send_bytes(api, heap_size, n_heaps, max_packet_size=8972, min_reps=2, max_reps=5,
+                        budget=2.0):
+    """Send heaps into a ``BytesStream``."""
+    tp = api.thread_pool()
+    sizes = []
+
+    def once():
+        stream = api.bytes_stream(tp, api.send_config(max_packet_size))
+        _, elapsed = send_loop(api, stream, heap_size, n_heaps)
+        sizes.append(len(stream.getvalue()))
+        return elapsed
+
+    times = repeat(once, min_reps, max_reps, budget)
+    best = min(times)
+    return {"gbps": heap_size * n_heaps / best / 1e9, "heaps_per_s": n_heaps / best,
+            "bytes": sizes[-1], "reps": len(times)}
+
+
+def scenario_send_udp_sink(api, heap_size, n_heaps, max_packet_size, min_reps=2, max_reps=5,
+                           budget=2.0):
+    """Send heaps over UDP loopback to a socket that nobody reads (the kernel drops overflow)."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sink.bind((UDP_HOST, 0))
+    port = sink.getsockname()[1]
+    tp = api.thread_pool()
+
+    def once():
+        stream = api.udp_stream(tp, UDP_HOST, port, api.send_config(max_packet_size))
+        _, elapsed = send_loop(api, stream, heap_size, n_heaps)
+        return elapsed
+
+    try:
+        times = repeat(once, min_reps, max_reps, budget)
+    finally:
+        sink.close()
+    best = min(times)
+    return {"gbps": heap_size * n_heaps / best / 1e9, "heaps_per_s": n_heaps / best,
+            "reps": len(times)}
+
+
+SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items()
+             if name.startswith("scenario_")}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--impl", choices=["ours", "ref"], required=True)
+    parser.add_argument("scenario", choices=sorted(SCENARIOS))
+    parser.add_argument("--params", default="{}", help="keyword arguments as a JSON object")
+    args = parser.parse_args()
+    try:
+        api = None if args.scenario == "memcpy" else make_api(args.impl)
+        result = SCENARIOS[args.scenario](api, **json.loads(args.params))
+        result["ok"] = True
+        if api is not None:
+            result["version"] = getattr(api.spead2, "__version__", "?")
+    except Exception as exc:
+        traceback.print_exc()
+        result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    result["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["numpy"] = np.__version__
+    print(json.dumps(result), flush=True)
+    # Skip interpreter teardown: a stream or thread pool that hangs on exit
+    # must not hold up the runner once the result is out.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if result["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
