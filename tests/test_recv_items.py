@@ -113,3 +113,23 @@ def test_malformed_descriptor_is_skipped_with_log(thread_pool, caplog):
     (heap,) = receive(thread_pool, packet(1, payload, 0, len(payload), items))
     assert heap.get_descriptors() == []
     assert any("descriptor" in r.message for r in caplog.records)
+
+
+def test_heap_memory_returns_when_item_group_dies_without_cyclic_gc(thread_pool):
+    import gc
+    pool = spead2.MemoryPool(1, 1 << 20, 4, 0)
+    d = spead2.Descriptor(0x1000, "x", "", (1000,), dtype="u1")
+    s = spead2.recv.Stream(thread_pool)
+    s.set_memory_allocator(pool)
+    s.add_buffer_reader(concat(heap_with([d], [(0x1000, b"y" * 1000)])))
+    heaps = list(s)
+    gc.disable()
+    try:
+        ig = spead2.ItemGroup()
+        ig.update(heaps[0])
+        del heaps
+        assert pool.free_buffers == 0  # the value views the heap
+        del ig
+        assert pool.free_buffers == 1
+    finally:
+        gc.enable()

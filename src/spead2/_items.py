@@ -4,6 +4,7 @@ import ast
 import logging
 import math
 import operator
+import weakref
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -343,7 +344,14 @@ class Item(Descriptor):
         other case, and any size mismatch, goes through ``_decode_general``.
         """
         wire = self._wire_dtype
-        general = self._decode_general
+        # A weak reference: a bound method here would make the item a
+        # reference cycle, and its value (often a view holding a whole
+        # received heap) would then live until the cyclic collector ran.
+        item_ref = weakref.ref(self)
+
+        def general(raw):
+            return item_ref()._decode_general(raw)
+
         if wire is None or self._var_dim >= 0:
             return general
         frombuffer = np.frombuffer
