@@ -1,4 +1,4 @@
-# cython: language_level=3
+# cython: language_level=3, annotation_typing=False
 # distutils: sources = csrc/send_packet.c csrc/send_stream.c csrc/send_bytes.c csrc/send_udp.c csrc/wire.c csrc/tpool.c
 """Compiled core of the sender: heaps, packetisation and stream writers."""
 
