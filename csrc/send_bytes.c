@@ -1,7 +1,10 @@
 #include "send_bytes.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 typedef struct {
     uint8_t *buf;
@@ -9,24 +12,54 @@ typedef struct {
     size_t capacity;
 } bytes_writer;
 
+/* The buffer is anonymous memory advised for transparent huge pages: with
+ * 4 KiB pages, first-touch page faults would cost more than the copying. */
+#define HUGE_PAGE ((size_t) 2 << 20)
+
+static size_t round_up(size_t n)
+{
+    return (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
+static uint8_t *map_aligned(size_t size)
+{
+    size_t span = size + HUGE_PAGE;
+    uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uint8_t *a = (uint8_t *) (((uintptr_t) p + HUGE_PAGE - 1) & ~(uintptr_t) (HUGE_PAGE - 1));
+    size_t head = (size_t) (a - p);
+    if (head)
+        munmap(p, head);
+    size_t tail = span - head - size;
+    if (tail)
+        munmap(a + size, tail);
+    madvise(a, size, MADV_HUGEPAGE);
+    return a;
+}
+
 static int reserve(bytes_writer *w, size_t extra)
 {
     if (w->capacity - w->size >= extra)
         return 0;
     size_t need = w->size + extra;
-    if (need < w->size)
+    if (need < w->size || need > SIZE_MAX / 2)
         return ENOMEM;
-    size_t cap = w->capacity ? w->capacity : 65536;
-    while (cap < need) {
-        if (cap > SIZE_MAX / 2) {
-            cap = need;
-            break;
-        }
+    size_t cap = w->capacity ? w->capacity : HUGE_PAGE;
+    while (cap < need)
         cap *= 2;
-    }
-    uint8_t *nb = realloc(w->buf, cap);
+    cap = round_up(cap);
+    uint8_t *nb = map_aligned(cap);
     if (!nb)
         return ENOMEM;
+    if (w->buf) {
+        /* Move the old pages rather than copy them. */
+        if (mremap(w->buf, w->capacity, w->capacity, MREMAP_MAYMOVE | MREMAP_FIXED, nb)
+            == MAP_FAILED) {
+            memcpy(nb, w->buf, w->size);
+            munmap(w->buf, w->capacity);
+        }
+    }
     w->buf = nb;
     w->capacity = cap;
     return 0;
@@ -55,7 +88,8 @@ static void bytes_destroy(send_stream *s)
 {
     bytes_writer *w = s->writer;
     if (w) {
-        free(w->buf);
+        if (w->buf)
+            munmap(w->buf, w->capacity);
         free(w);
     }
 }
@@ -80,4 +114,16 @@ const uint8_t *send_bytes_data(send_stream *s, size_t *size)
     bytes_writer *w = s->writer;
     *size = w->size;
     return w->buf;
+}
+
+void send_bytes_copy_out(uint8_t *dst, const uint8_t *src, size_t size)
+{
+    /* dst is usually fresh memory: ask for huge pages before touching it. */
+    if (size >= 2 * HUGE_PAGE) {
+        uintptr_t start = ((uintptr_t) dst + HUGE_PAGE - 1) & ~(uintptr_t) (HUGE_PAGE - 1);
+        uintptr_t end = ((uintptr_t) dst + size) & ~(uintptr_t) (HUGE_PAGE - 1);
+        if (end > start)
+            madvise((void *) start, end - start, MADV_HUGEPAGE);
+    }
+    memcpy(dst, src, size);
 }

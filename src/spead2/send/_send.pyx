@@ -87,6 +87,7 @@ cdef extern from "send_bytes.h" nogil:
     send_stream *send_bytes_stream_new(tpool_t *tp, size_t max_packet_size, double rate,
                                        size_t burst_size, size_t max_heaps)
     const uint8_t *send_bytes_data(send_stream *s, size_t *size)
+    void send_bytes_copy_out(uint8_t *dst, const uint8_t *src, size_t size)
 
 
 cdef extern from "send_udp.h" nogil:
@@ -631,11 +632,16 @@ cdef class BytesStream(_Stream):
         cdef send_stream *s = self._get()
         cdef size_t size
         cdef const uint8_t *data
+        cdef uint8_t *dst
         with nogil:
             send_stream_lock_idle(s)
         try:
             data = send_bytes_data(s, &size)
-            return PyBytes_FromStringAndSize(<const char *> data, size)
+            out = PyBytes_FromStringAndSize(NULL, size)
+            dst = <uint8_t *> PyBytes_AS_STRING(out)
+            with nogil:
+                send_bytes_copy_out(dst, data, size)
+            return out
         finally:
             send_stream_unlock(s)
 
