@@ -3,28 +3,61 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-/* Packets per sendmmsg call, and gather pieces per packet (header included);
- * a packet whose payload spans more items than that is copied instead. */
-#define UDP_BATCH 64
+/* Packets gathered before a flush; gather pieces per packet (header
+ * included): a packet whose payload spans more items than that is copied
+ * into the arena instead. */
+#define UDP_MAX_PACKETS 256
 #define UDP_IOV_PER_PACKET 16
+/* Headers and copied payloads, bump-allocated between flushes. */
+#define UDP_ARENA_SIZE (64 * 1024)
+/* UDP generic segmentation offload: one send carries up to this many
+ * equal-sized datagrams, within one maximal UDP payload. */
+#define UDP_GSO_MAX_SEGMENTS 64
+#define UDP_GSO_MAX_BYTES 65507
 /* Give up on a socket that stays unwritable this long. */
 #define UDP_STALL_NS INT64_C(10000000000)
+
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+
+typedef struct {
+    size_t iov_start;
+    int n_iov;
+    size_t length;
+} udp_packet;
+
+typedef union {
+    char buf[CMSG_SPACE(sizeof(uint16_t))];
+    struct cmsghdr align;
+} gso_cmsg;
 
 typedef struct {
     int fd;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     size_t packet_size;
-    int batch;
-    struct mmsghdr *msgs;
-    struct iovec *iov;
-    uint8_t *arena;       /* batch * packet_size: headers and copied payloads */
+    int use_gso;              /* cleared if the kernel refuses segmentation */
+    size_t arena_size;
+    size_t arena_used;
+    uint8_t *arena;
+    int n_packets;
+    size_t n_iov;
+    size_t bytes;
+    udp_packet packets[UDP_MAX_PACKETS];
+    struct iovec iov[UDP_MAX_PACKETS * UDP_IOV_PER_PACKET];
+    struct mmsghdr msgs[UDP_MAX_PACKETS];
+    gso_cmsg cmsgs[UDP_MAX_PACKETS];
 } udp_writer;
 
 static int64_t mono_ns(void)
@@ -34,13 +67,73 @@ static int64_t mono_ns(void)
     return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static int flush_batch(send_stream *s, udp_writer *w, int n, size_t bytes)
+/* Build messages for packets[first..n_packets): with GSO, runs of
+ * equal-sized packets (optionally ending with one shorter packet) share one
+ * message.  Returns the number of messages; msg_first[m] is the index of
+ * the first packet of message m. */
+static int build_messages(udp_writer *w, int first, int *msg_first)
 {
-    send_stream_pace(s, bytes);
+    int n_msgs = 0;
+    int i = first;
+    while (i < w->n_packets) {
+        const udp_packet *p = &w->packets[i];
+        size_t seg = p->length;
+        int count = 1;
+        size_t total = seg;
+        int n_iov = p->n_iov;
+        if (w->use_gso && seg * 2 <= UDP_GSO_MAX_BYTES) {
+            while (i + count < w->n_packets && count < UDP_GSO_MAX_SEGMENTS) {
+                const udp_packet *q = &w->packets[i + count];
+                if (q->length > seg || total + q->length > UDP_GSO_MAX_BYTES
+                    || n_iov + q->n_iov > IOV_MAX)
+                    break;
+                count++;
+                total += q->length;
+                n_iov += q->n_iov;
+                if (q->length < seg)
+                    break;
+            }
+        }
+        struct msghdr *m = &w->msgs[n_msgs].msg_hdr;
+        m->msg_name = &w->addr;
+        m->msg_namelen = w->addrlen;
+        m->msg_iov = &w->iov[p->iov_start];
+        m->msg_iovlen = (size_t) n_iov;
+        m->msg_flags = 0;
+        if (count > 1) {
+            gso_cmsg *c = &w->cmsgs[n_msgs];
+            memset(c, 0, sizeof(*c));
+            m->msg_control = c->buf;
+            m->msg_controllen = sizeof(c->buf);
+            struct cmsghdr *cm = CMSG_FIRSTHDR(m);
+            cm->cmsg_level = SOL_UDP;
+            cm->cmsg_type = UDP_SEGMENT;
+            cm->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+            uint16_t gso_size = (uint16_t) seg;
+            memcpy(CMSG_DATA(cm), &gso_size, sizeof(gso_size));
+        } else {
+            m->msg_control = NULL;
+            m->msg_controllen = 0;
+        }
+        msg_first[n_msgs++] = i;
+        i += count;
+    }
+    return n_msgs;
+}
+
+static int flush(send_stream *s, udp_writer *w)
+{
+    if (w->n_packets == 0)
+        return 0;
+    send_stream_pace(s, w->bytes);
+    int msg_first[UDP_MAX_PACKETS];
+    int first = 0;
+    int n_msgs = build_messages(w, first, msg_first);
     int sent = 0;
     int64_t stalled_since = -1;
-    while (sent < n) {
-        int r = sendmmsg(w->fd, w->msgs + sent, (unsigned int) (n - sent), 0);
+    int error = 0;
+    while (sent < n_msgs) {
+        int r = sendmmsg(w->fd, w->msgs + sent, (unsigned int) (n_msgs - sent), 0);
         if (r > 0) {
             sent += r;
             stalled_since = -1;
@@ -53,8 +146,10 @@ static int flush_batch(send_stream *s, udp_writer *w, int n, size_t bytes)
             int64_t now = mono_ns();
             if (stalled_since < 0)
                 stalled_since = now;
-            else if (now - stalled_since > UDP_STALL_NS)
-                return e;
+            else if (now - stalled_since > UDP_STALL_NS) {
+                error = e;
+                break;
+            }
             if (e == ENOBUFS) {
                 struct timespec ts = {0, 50000};
                 nanosleep(&ts, NULL);
@@ -64,9 +159,25 @@ static int flush_batch(send_stream *s, udp_writer *w, int n, size_t bytes)
             }
             continue;
         }
-        return e;
+        if (w->use_gso && w->msgs[sent].msg_hdr.msg_controllen != 0
+            && (e == EINVAL || e == EIO || e == ENOPROTOOPT || e == EOPNOTSUPP
+                || e == EMSGSIZE)) {
+            /* The route cannot segment (e.g. the MTU is smaller than a
+             * packet): send one datagram per packet from here on. */
+            w->use_gso = 0;
+            first = msg_first[sent];
+            n_msgs = build_messages(w, first, msg_first);
+            sent = 0;
+            continue;
+        }
+        error = e;
+        break;
     }
-    return 0;
+    w->n_packets = 0;
+    w->n_iov = 0;
+    w->bytes = 0;
+    w->arena_used = 0;
+    return error;
 }
 
 static int udp_write_heap(send_stream *s, send_req *req)
@@ -76,50 +187,46 @@ static int udp_write_heap(send_stream *s, send_req *req)
     if (send_packetizer_init(&pz, req->items, req->n_items, req->heap_address_bits,
                              (uint64_t) req->cnt, s->max_packet_size) != SEND_LAYOUT_OK)
         return EINVAL;
-    /* Pace in bursts: a batch never holds much more than burst_size bytes. */
-    size_t batch_limit = s->rate > 0.0 && s->burst_size > 0 ? s->burst_size : SIZE_MAX;
-    int n = 0;
-    size_t bytes = 0;
+    /* Pace in bursts: a flush never holds much more than burst_size bytes. */
+    size_t burst_limit = s->rate > 0.0 && s->burst_size > 0 ? s->burst_size : SIZE_MAX;
     for (;;) {
-        uint8_t *hdr = w->arena + (size_t) n * w->packet_size;
-        struct iovec *iov = w->iov + (size_t) n * UDP_IOV_PER_PACKET;
+        if (w->n_packets == UDP_MAX_PACKETS || w->arena_size - w->arena_used < w->packet_size) {
+            int e = flush(s, w);
+            if (e)
+                return e;
+        }
+        uint8_t *hdr = w->arena + w->arena_used;
+        struct iovec *iov = w->iov + w->n_iov;
         size_t payload;
         size_t hdr_len = send_packetizer_next(&pz, hdr, &payload);
         if (hdr_len == 0)
             break;
         int n_iov;
         int segs = send_packetizer_segments(&pz, payload, iov + 1, UDP_IOV_PER_PACKET - 1);
+        iov[0].iov_base = hdr;
         if (segs >= 0) {
-            iov[0].iov_base = hdr;
             iov[0].iov_len = hdr_len;
             n_iov = segs + 1;
+            w->arena_used += (hdr_len + 7) & ~(size_t) 7;
         } else {
             send_packetizer_copy(&pz, hdr + hdr_len, payload);
-            iov[0].iov_base = hdr;
             iov[0].iov_len = hdr_len + payload;
             n_iov = 1;
+            w->arena_used += (hdr_len + payload + 7) & ~(size_t) 7;
         }
-        struct msghdr *m = &w->msgs[n].msg_hdr;
-        m->msg_name = &w->addr;
-        m->msg_namelen = w->addrlen;
-        m->msg_iov = iov;
-        m->msg_iovlen = (size_t) n_iov;
-        m->msg_control = NULL;
-        m->msg_controllen = 0;
-        m->msg_flags = 0;
-        n++;
-        bytes += hdr_len + payload;
-        if (n == w->batch || bytes >= batch_limit) {
-            int e = flush_batch(s, w, n, bytes);
+        udp_packet *p = &w->packets[w->n_packets++];
+        p->iov_start = w->n_iov;
+        p->n_iov = n_iov;
+        p->length = hdr_len + payload;
+        w->n_iov += (size_t) n_iov;
+        w->bytes += p->length;
+        if (w->bytes >= burst_limit) {
+            int e = flush(s, w);
             if (e)
                 return e;
-            n = 0;
-            bytes = 0;
         }
     }
-    if (n > 0)
-        return flush_batch(s, w, n, bytes);
-    return 0;
+    return flush(s, w);
 }
 
 static void udp_destroy(send_stream *s)
@@ -128,8 +235,6 @@ static void udp_destroy(send_stream *s)
     if (w) {
         if (w->fd >= 0)
             close(w->fd);
-        free(w->msgs);
-        free(w->iov);
         free(w->arena);
         free(w);
     }
@@ -153,17 +258,13 @@ send_stream *send_udp_stream_new(tpool_t *tp, int fd, const struct sockaddr *add
     w->packet_size = max_packet_size & ~(size_t) 7;
     if (w->packet_size < SEND_MIN_PACKET_SIZE)
         w->packet_size = SEND_MIN_PACKET_SIZE;
-    /* Keep the scratch arena around a megabyte even for jumbo packets. */
-    size_t batch = (1 << 20) / w->packet_size;
-    w->batch = batch < 1 ? 1 : batch > UDP_BATCH ? UDP_BATCH : (int) batch;
-    w->msgs = calloc((size_t) w->batch, sizeof(struct mmsghdr));
-    w->iov = calloc((size_t) w->batch * UDP_IOV_PER_PACKET, sizeof(struct iovec));
-    w->arena = malloc((size_t) w->batch * w->packet_size);
+    w->use_gso = 1;
+    w->arena_size = UDP_ARENA_SIZE + w->packet_size;
+    w->arena = malloc(w->arena_size);
     send_stream *s = NULL;
-    if (w->msgs && w->iov && w->arena)
+    if (w->arena)
         s = send_stream_new(&udp_ops, w, tp, max_packet_size, rate, burst_size, max_heaps);
     if (!s) {
-        w->fd = fd;
         udp_destroy(&(send_stream){.writer = w});
         return NULL;
     }

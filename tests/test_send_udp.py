@@ -237,6 +237,16 @@ class TestMulticast:
         stream.send_heap(heap)
         assert receive(mcast_receiver, 1) == expected_packets(heap, 1)
 
+    def test_ipv4_multi_packet_heaps(self, thread_pool, mcast_receiver):
+        port = mcast_receiver.getsockname()[1]
+        stream = spead2.send.UdpStream(thread_pool, MCAST_GROUP, port,
+                                       spead2.send.StreamConfig(), 65536, 1, "127.0.0.1")
+        heaps = [data_heap(bytes([i]) * 10000) for i in range(3)]
+        for heap in heaps:
+            stream.send_heap(heap)
+        expected = [p for i, heap in enumerate(heaps) for p in expected_packets(heap, i + 1)]
+        assert receive(mcast_receiver, len(expected)) == expected
+
     def test_ipv4_keywords(self, thread_pool, mcast_receiver):
         port = mcast_receiver.getsockname()[1]
         stream = spead2.send.UdpStream(thread_pool, multicast_group=MCAST_GROUP, port=port,
@@ -301,3 +311,58 @@ class TestRateLimit:
         start = time.monotonic()
         stream.send_heap(heap)
         assert time.monotonic() - start < 1.0
+
+
+IPV6_NETNS_SCRIPT = r"""
+import socket, struct, subprocess, sys, time
+import spead2, spead2.send
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, timeout=10)
+
+ip("link", "set", "lo", "up")
+ip("link", "add", "v0", "type", "veth", "peer", "name", "v1")
+ip("link", "set", "v0", "up")
+ip("link", "set", "v1", "up")
+deadline = time.monotonic() + 10
+while time.monotonic() < deadline:
+    out = subprocess.run(["ip", "-6", "addr", "show", "dev", "v0"], capture_output=True,
+                         text=True, timeout=10).stdout
+    if "inet6" in out and "tentative" not in out:
+        break
+    time.sleep(0.1)
+index = socket.if_nametoindex("v0")
+group = "ff14::1234"
+recv = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+recv.bind(("::", 0))
+recv.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP,
+                socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", index))
+recv.settimeout(5)
+stream = spead2.send.UdpStream(spead2.ThreadPool(), group, recv.getsockname()[1],
+                               spead2.send.StreamConfig(), 65536, 1, index)
+heap = spead2.send.Heap()
+stream.send_heap(heap)
+data = recv.recv(65536)
+expected = next(iter(spead2.send.PacketGenerator(heap, 1, 1472)))
+print("OK" if data == expected else "MISMATCH")
+"""
+
+
+def test_ipv6_multicast_with_interface_index_in_network_namespace():
+    import os
+    import shutil
+    import subprocess
+    import sys
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root, unshare and ip to make a network namespace")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        result = subprocess.run(["unshare", "--net", sys.executable, "-c", IPV6_NETNS_SCRIPT],
+                                capture_output=True, text=True, timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("IPv6 multicast test in a network namespace timed out")
+    if result.returncode != 0 and "unshare" in result.stderr and "Operation not permitted" \
+            in result.stderr:
+        pytest.skip("cannot create a network namespace here")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK"
