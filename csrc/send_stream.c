@@ -221,15 +221,11 @@ int send_stream_send_sync(send_stream *s, send_req *req)
         s->head = req;
     s->tail = req;
     if (!s->draining) {
+        /* Nobody is sending, so the queue was empty: send it ourselves. */
         s->draining = 1;
         drain(s, req);
-        if (req->done) {
-            release_role(s);
-            return 0;
-        }
-        /* Unreachable in practice: drain stops only once req is done. */
         release_role(s);
-        pthread_mutex_lock(&s->lock);
+        return 0;
     }
     while (!req->done)
         pthread_cond_wait(&s->cond, &s->lock);

@@ -3,6 +3,25 @@
 Heaps are built in Python (:class:`Heap`, usually via :class:`HeapGenerator`
 or :class:`ItemGroup`), then packetised and written by compiled code without
 the GIL: :class:`BytesStream` into memory, :class:`UdpStream` over UDP.
+
+Packet layout (what :class:`PacketGenerator` yields and streams send):
+
+- ``max_packet_size`` is rounded down to a multiple of 8 (at least 56);
+  every packet starts with the header and the HEAP_CNT, HEAP_LENGTH,
+  PAYLOAD_OFFSET and PAYLOAD_LENGTH immediates;
+- the heap's item pointers (descriptors first, then items, each in the
+  order added) fill the first packets, leaving at least 8 bytes of each for
+  payload; the payload fills the rest of every packet;
+- if the payload could not give each pointer-carrying packet 8 bytes (1 for
+  the last), a NULL_ID pointer addressing the end of the item data is added
+  and the heap is padded with zero bytes to that size; a heap with no
+  payload thus carries one zero byte;
+- heap counters are numbered 1, 2, 3... per stream, modulo the flavour's
+  address width.
+
+Over UDP, runs of equal-sized packets are handed to the kernel as one
+segmentation-offload send where the kernel supports it; receivers see the
+same datagrams either way.
 """
 
 import ipaddress
