@@ -21,6 +21,8 @@
  * equal-sized datagrams, within one maximal UDP payload. */
 #define UDP_GSO_MAX_SEGMENTS 64
 #define UDP_GSO_MAX_BYTES 65507
+/* No datagram can be larger; bigger packets fail with EMSGSIZE unsent. */
+#define UDP_PACKET_LIMIT ((size_t) 1 << 17)
 /* Give up on a socket that stays unwritable this long. */
 #define UDP_STALL_NS INT64_C(10000000000)
 
@@ -187,6 +189,8 @@ static int udp_write_heap(send_stream *s, send_req *req)
     if (send_packetizer_init(&pz, req->items, req->n_items, req->heap_address_bits,
                              (uint64_t) req->cnt, s->max_packet_size) != SEND_LAYOUT_OK)
         return EINVAL;
+    if (pz.layout.packet_size > w->packet_size && pz.layout.total_bytes > w->packet_size)
+        return EMSGSIZE;
     /* Pace in bursts: a flush never holds much more than burst_size bytes. */
     size_t burst_limit = s->rate > 0.0 && s->burst_size > 0 ? s->burst_size : SIZE_MAX;
     for (;;) {
@@ -258,6 +262,8 @@ send_stream *send_udp_stream_new(tpool_t *tp, int fd, const struct sockaddr *add
     w->packet_size = max_packet_size & ~(size_t) 7;
     if (w->packet_size < SEND_MIN_PACKET_SIZE)
         w->packet_size = SEND_MIN_PACKET_SIZE;
+    if (w->packet_size > UDP_PACKET_LIMIT)
+        w->packet_size = UDP_PACKET_LIMIT;
     w->use_gso = 1;
     w->arena_size = UDP_ARENA_SIZE + w->packet_size;
     w->arena = malloc(w->arena_size);

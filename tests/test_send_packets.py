@@ -335,6 +335,11 @@ class TestPacketGenerator:
         with pytest.raises(StopIteration):
             next(gen)
 
+    def test_huge_packet_size_limit(self):
+        heap = spead2.send.Heap()
+        heap.add_item(StandInItem(0x1000, b"abc", variable=True))
+        assert packets(heap, 1, 2**40) == [packet(1, 3, 0, [addressed(0x1000, 0)], b"abc")]
+
     def test_same_heap_can_be_generated_twice(self):
         heap = spead2.send.Heap()
         heap.add_item(StandInItem(0x1000, bytes(range(200)), variable=True))

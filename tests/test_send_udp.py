@@ -166,6 +166,16 @@ class TestUnicastErrors:
         stream.send_heap(spead2.send.Heap())
         assert receive(receiver, 1) == [packet(2, 1, 0, [addressed(0, 0)], b"\0")]
 
+    def test_huge_packet_size_limit(self, thread_pool, receiver):
+        config = spead2.send.StreamConfig(max_packet_size=2**30)
+        stream = spead2.send.UdpStream(thread_pool, "127.0.0.1", receiver.getsockname()[1],
+                                       config)
+        stream.send_heap(data_heap(bytes(1000)))
+        with pytest.raises(IOError):
+            stream.send_heap(data_heap(bytes(300000)))
+        assert len(receive(receiver, 1)[0]) == 1048
+        assert_nothing_more(receiver)
+
     def test_small_buffer_is_accepted(self, thread_pool, receiver, caplog):
         with caplog.at_level(logging.WARNING, logger="spead2"):
             spead2.send.UdpStream(thread_pool, "127.0.0.1", receiver.getsockname()[1],

@@ -470,7 +470,10 @@ cdef class PacketGenerator:
         self._req = heap._make_req(c, mps, &layout)
         send_packetizer_init(&self._pz, self._req.items, self._req.n_items,
                              self._req.heap_address_bits, <uint64_t> c, mps)
-        self._scratch = <uint8_t *> malloc(self._pz.layout.packet_size)
+        # Room for the largest header: the payload goes straight into bytes.
+        cdef size_t max_pointers = min(self._pz.layout.pointers_per_packet,
+                                       self._pz.layout.n_pointers)
+        self._scratch = <uint8_t *> malloc(8 * (5 + max_pointers))
         if self._scratch == NULL:
             raise MemoryError()
 
