@@ -101,7 +101,8 @@ class HeapGenerator:
         since it was last sent), ``'all'`` or ``'none'``.
         """
         if descriptors not in _DESCRIPTOR_CHOICES:
-            raise ValueError(f"descriptors must be one of {_DESCRIPTOR_CHOICES}, not {descriptors!r}")
+            raise ValueError(
+                f"descriptors must be one of {_DESCRIPTOR_CHOICES}, not {descriptors!r}")
         if data not in _DESCRIPTOR_CHOICES:
             raise ValueError(f"data must be one of {_DESCRIPTOR_CHOICES}, not {data!r}")
         group = self._item_group if self._item_group is not None else self
