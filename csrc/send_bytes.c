@@ -1,0 +1,129 @@
+#include "send_bytes.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+typedef struct {
+    uint8_t *buf;
+    size_t size;
+    size_t capacity;
+} bytes_writer;
+
+/* The buffer is anonymous memory advised for transparent huge pages: with
+ * 4 KiB pages, first-touch page faults would cost more than the copying. */
+#define HUGE_PAGE ((size_t) 2 << 20)
+
+static size_t round_up(size_t n)
+{
+    return (n + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
+static uint8_t *map_aligned(size_t size)
+{
+    size_t span = size + HUGE_PAGE;
+    uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    uint8_t *a = (uint8_t *) (((uintptr_t) p + HUGE_PAGE - 1) & ~(uintptr_t) (HUGE_PAGE - 1));
+    size_t head = (size_t) (a - p);
+    if (head)
+        munmap(p, head);
+    size_t tail = span - head - size;
+    if (tail)
+        munmap(a + size, tail);
+    madvise(a, size, MADV_HUGEPAGE);
+    return a;
+}
+
+static int reserve(bytes_writer *w, size_t extra)
+{
+    if (w->capacity - w->size >= extra)
+        return 0;
+    size_t need = w->size + extra;
+    if (need < w->size || need > SIZE_MAX / 2)
+        return ENOMEM;
+    size_t cap = w->capacity ? w->capacity : HUGE_PAGE;
+    while (cap < need)
+        cap *= 2;
+    cap = round_up(cap);
+    uint8_t *nb = map_aligned(cap);
+    if (!nb)
+        return ENOMEM;
+    if (w->buf) {
+        /* Move the old pages rather than copy them. */
+        if (mremap(w->buf, w->capacity, w->capacity, MREMAP_MAYMOVE | MREMAP_FIXED, nb)
+            == MAP_FAILED) {
+            memcpy(nb, w->buf, w->size);
+            munmap(w->buf, w->capacity);
+        }
+    }
+    w->buf = nb;
+    w->capacity = cap;
+    return 0;
+}
+
+static int bytes_write_heap(send_stream *s, send_req *req)
+{
+    bytes_writer *w = s->writer;
+    send_packetizer pz;
+    if (send_packetizer_init(&pz, req->items, req->n_items, req->heap_address_bits,
+                             (uint64_t) req->cnt, s->max_packet_size) != SEND_LAYOUT_OK)
+        return EINVAL;
+    if (pz.layout.total_bytes > SIZE_MAX || reserve(w, (size_t) pz.layout.total_bytes))
+        return ENOMEM;
+    size_t payload;
+    size_t hdr;
+    while ((hdr = send_packetizer_next(&pz, w->buf + w->size, &payload)) != 0) {
+        send_stream_pace(s, hdr + payload);
+        send_packetizer_copy(&pz, w->buf + w->size + hdr, payload);
+        w->size += hdr + payload;
+    }
+    return 0;
+}
+
+static void bytes_destroy(send_stream *s)
+{
+    bytes_writer *w = s->writer;
+    if (w) {
+        if (w->buf)
+            munmap(w->buf, w->capacity);
+        free(w);
+    }
+}
+
+static const send_writer_ops bytes_ops = {bytes_write_heap, bytes_destroy};
+
+send_stream *send_bytes_stream_new(tpool_t *tp, size_t max_packet_size, double rate,
+                                   size_t burst_size, size_t max_heaps)
+{
+    bytes_writer *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    send_stream *s = send_stream_new(&bytes_ops, w, tp, max_packet_size, rate, burst_size,
+                                     max_heaps);
+    if (!s)
+        free(w);
+    return s;
+}
+
+const uint8_t *send_bytes_data(send_stream *s, size_t *size)
+{
+    bytes_writer *w = s->writer;
+    *size = w->size;
+    return w->buf;
+}
+
+void send_bytes_copy_out(uint8_t *dst, const uint8_t *src, size_t size)
+{
+    /* dst is usually fresh memory: ask for huge pages before touching it. */
+    if (size >= 2 * HUGE_PAGE) {
+        uintptr_t start = ((uintptr_t) dst + HUGE_PAGE - 1) & ~(uintptr_t) (HUGE_PAGE - 1);
+        uintptr_t end = ((uintptr_t) dst + size) & ~(uintptr_t) (HUGE_PAGE - 1);
+        if (end > start)
+            madvise((void *) start, end - start, MADV_HUGEPAGE);
+    }
+    memcpy(dst, src, size);
+}

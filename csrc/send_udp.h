@@ -1,0 +1,20 @@
+/* Writer that sends a stream's packets as UDP datagrams with sendmmsg,
+ * gathering each packet's payload straight from the items' memory. */
+#ifndef SPEAD2_SEND_UDP_H
+#define SPEAD2_SEND_UDP_H
+
+#include <sys/socket.h>
+
+#include "send_stream.h"
+
+/* Takes ownership of ``fd`` (closed when the stream is destroyed, or on
+ * failure).  Returns NULL on allocation failure. */
+send_stream *send_udp_stream_new(tpool_t *tp, int fd, const struct sockaddr *addr,
+                                 socklen_t addrlen, size_t max_packet_size, double rate,
+                                 size_t burst_size, size_t max_heaps);
+
+/* Fill a socket address from a numeric host string.  Returns 0 or -1. */
+int send_make_sockaddr(int family, const char *host, int port, unsigned int flowinfo,
+                       unsigned int scope_id, struct sockaddr_storage *out, socklen_t *len);
+
+#endif
