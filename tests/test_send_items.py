@@ -91,11 +91,18 @@ class TestValues:
         assert one_packet(value_heap(item, F48), 5) == packet(
             5, 1, 0, [immediate(0x1000, 0x12345678, 48), addressed(0, 0, 48)], b"\0", 48)
 
-    def test_fallback_format_bit_packed(self):
+    def test_fallback_format_bit_packed_and_never_immediate(self):
+        # 36 bits would fit the 48-bit address field, but elements that are
+        # not whole bytes are always addressed (as the reference sends them)
         item = spead2.Item(0x1000, "x", "", (3,), format=[("u", 12)],
                            value=[0xABC, 0xDEF, 0x123])
         assert one_packet(value_heap(item, F48)) == packet(
-            1, 1, 0, [immediate(0x1000, 0xABCDEF1230, 48), addressed(0, 0, 48)], b"\0", 48)
+            1, 5, 0, [addressed(0x1000, 0, 48)], bytes.fromhex("ABCDEF1230"), 48)
+
+    def test_whole_byte_fallback_format_is_immediate(self):
+        item = spead2.Item(0x1000, "x", "", (), format=[("u", 24)], value=0xABCDEF)
+        assert one_packet(value_heap(item, F48)) == packet(
+            1, 1, 0, [immediate(0x1000, 0xABCDEF, 48), addressed(0, 0, 48)], b"\0", 48)
 
     def test_mixed_fallback_record(self):
         item = spead2.Item(0x1000, "x", "", (), format=[("b", 1), ("i", 7), ("c", 8), ("f", 32)],

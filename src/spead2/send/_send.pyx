@@ -377,7 +377,9 @@ cdef class Heap:
         """Add an item's current value.
 
         ``item`` needs ``id``, ``to_buffer()`` and ``is_variable_size()``
-        (a :class:`spead2.Item`).  Raises ``ValueError`` if the value's size
+        (a :class:`spead2.Item`). A fixed-size value that fits the address
+        field travels as an immediate, unless it is described by a format
+        whose elements are not a whole number of bytes.  Raises ``ValueError`` if the value's size
         disagrees with the item's shape and format, or the heap would not
         fit the flavour.
         """
@@ -392,7 +394,15 @@ cdef class Heap:
                 for dim in shape:
                     n *= dim
                 expected = (n * bits + 7) // 8
-        self._add(id, item.to_buffer(), not variable, False, expected)
+        # As the reference decides: bit-packed values whose elements are not
+        # whole bytes are never immediates (their right-alignment in the
+        # address field would be ambiguous).
+        allow_immediate = not variable
+        if allow_immediate and getattr(item, "dtype", None) is None:
+            bits = getattr(item, "itemsize_bits", None)
+            if bits is not None and bits % 8 != 0:
+                allow_immediate = False
+        self._add(id, item.to_buffer(), allow_immediate, False, expected)
 
     def add_descriptor(self, descriptor) -> None:
         """Add a descriptor (anything with ``to_raw(flavour)``, such as a
