@@ -143,7 +143,9 @@ void recv_stream_log_locked(recv_stream *s, int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->text, sizeof(e->text), fmt, ap);
     va_end(ap);
-    s->log_count++;
+    __atomic_store_n(&s->log_count, s->log_count + 1, __ATOMIC_RELAXED);
+    /* wake a waiting consumer so it emits the line soon; it also wakes
+     * periodically, so a wake-up lost to the race is harmless */
     pthread_cond_broadcast(&s->ring_cond);
 }
 
@@ -154,7 +156,7 @@ size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)
     while (n < max && s->log_count > 0) {
         out[n++] = s->log[s->log_head];
         s->log_head = (s->log_head + 1) % SPEAD_LOG_QUEUE;
-        s->log_count--;
+        __atomic_store_n(&s->log_count, s->log_count - 1, __ATOMIC_RELAXED);
     }
     if (s->log_count == 0)
         s->log_budget = LOG_BUDGET;
@@ -179,13 +181,16 @@ static void efd_consume(recv_stream *s)
     (void) r;
 }
 
-static int ring_push_locked(recv_stream *s, spead_heap *h)
+static int ring_push(recv_stream *s, spead_heap *h)
 {
+    pthread_mutex_lock(&s->ring_lock);
     if (s->ring_count == s->ring_cap) {
         size_t ncap = s->ring_cap * 2;
         spead_heap **nr = malloc(ncap * sizeof(*nr));
-        if (!nr)
+        if (!nr) {
+            pthread_mutex_unlock(&s->ring_lock);
             return -1;
+        }
         for (size_t i = 0; i < s->ring_count; i++)
             nr[i] = s->ring[(s->ring_head + i) % s->ring_cap];
         free(s->ring);
@@ -194,22 +199,36 @@ static int ring_push_locked(recv_stream *s, spead_heap *h)
         s->ring_head = 0;
     }
     s->ring[(s->ring_head + s->ring_count) % s->ring_cap] = h;
-    s->ring_count++;
+    __atomic_store_n(&s->ring_count, s->ring_count + 1, __ATOMIC_RELAXED);
     efd_signal(s);
     pthread_cond_signal(&s->ring_cond);
+    pthread_mutex_unlock(&s->ring_lock);
     return 0;
 }
 
-int recv_stream_ring_full_locked(recv_stream *s)
+int recv_stream_ring_full(recv_stream *s)
 {
-    return s->ring_count >= s->ring_heaps;
+    return __atomic_load_n(&s->ring_count, __ATOMIC_RELAXED) >= s->ring_heaps;
+}
+
+int recv_stream_pause_if_full(recv_stream *s, spead_reader *r)
+{
+    int paused = 0;
+    pthread_mutex_lock(&s->ring_lock);
+    if (s->ring_count >= s->ring_heaps) {
+        r->paused = 1;
+        s->stats.worker_blocked++;
+        paused = 1;
+    }
+    pthread_mutex_unlock(&s->ring_lock);
+    return paused;
 }
 
 static void deliver_locked(recv_stream *s, live_heap *lh)
 {
     size_t packets = lh->packets;
     spead_heap *h = live_heap_finish(s, lh);
-    if (!h || ring_push_locked(s, h) != 0) {
+    if (!h || ring_push(s, h) != 0) {
         recv_stream_log_locked(s, SPEAD_LOG_WARNING, "out of memory: heap dropped");
         spead_heap_free(h);
         return;
@@ -386,7 +405,7 @@ int recv_stream_add_packet_locked(recv_stream *s, const spead_packet *pkt)
         recv_stream_log_locked(s, SPEAD_LOG_INFO,
                                "packet rejected: heap %lld exceeds the %zu-byte heap size limit",
                                (long long) pkt->heap_cnt, s->max_heap_size);
-        return recv_stream_ring_full_locked(s) ? SPEAD_ADD_PAUSE : SPEAD_ADD_OK;
+        return recv_stream_ring_full(s) ? SPEAD_ADD_PAUSE : SPEAD_ADD_OK;
     }
 
     live_heap *lh = find_or_start_heap(s, pkt->heap_cnt);
@@ -458,7 +477,7 @@ out:
         /* a heap started only by a rejected packet leaves no trace */
         live_heap_clear(lh);
     }
-    return recv_stream_ring_full_locked(s) ? SPEAD_ADD_PAUSE : SPEAD_ADD_OK;
+    return recv_stream_ring_full(s) ? SPEAD_ADD_PAUSE : SPEAD_ADD_OK;
 }
 
 /* ------------------------------------------------------------------ */
@@ -484,6 +503,8 @@ recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size
         return NULL;
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->ring_lock, NULL);
+    pthread_cond_init(&s->idle_cond, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -528,6 +549,8 @@ void recv_stream_decref(recv_stream *s)
     spead_allocator_decref(s->alloc);
     tpool_decref(s->tp);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->ring_lock);
+    pthread_cond_destroy(&s->idle_cond);
     pthread_cond_destroy(&s->ring_cond);
     free(s);
 }
@@ -545,7 +568,9 @@ void recv_stream_set_allocator(recv_stream *s, spead_allocator *alloc)
 int recv_stream_add_reader(recv_stream *s, spead_reader *r)
 {
     pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->ring_lock);
     if (s->stop_requested || s->ended) {
+        pthread_mutex_unlock(&s->ring_lock);
         pthread_mutex_unlock(&s->lock);
         r->destroy(r);
         return -1;
@@ -553,13 +578,18 @@ int recv_stream_add_reader(recv_stream *s, spead_reader *r)
     r->stream = s;
     r->next = s->readers;
     s->readers = r;
+    pthread_mutex_unlock(&s->ring_lock);
     pthread_mutex_unlock(&s->lock);
     return 0;
 }
 
+/* Called with lock held. */
 static void flush_and_end_locked(recv_stream *s)
 {
-    if (s->ended)
+    pthread_mutex_lock(&s->ring_lock);
+    int ended = s->ended;
+    pthread_mutex_unlock(&s->ring_lock);
+    if (ended)
         return;
     /* oldest first, so heaps come out in arrival order */
     for (;;) {
@@ -571,23 +601,25 @@ static void flush_and_end_locked(recv_stream *s)
             break;
         retire_locked(s, oldest, 1);
     }
+    pthread_mutex_lock(&s->ring_lock);
     s->ended = 1;
     efd_signal(s); /* the end marker: never consumed, keeps the fd readable */
     pthread_cond_broadcast(&s->ring_cond);
+    pthread_mutex_unlock(&s->ring_lock);
 }
 
 void recv_stream_stop(recv_stream *s)
 {
     pthread_mutex_lock(&s->lock);
     s->stop_requested = 1;
-    if (s->stopping_readers || s->ended) {
+    if (s->stopping_readers) {
         /* someone else is closing the readers (or has): wait for the end */
         pthread_mutex_unlock(&s->lock);
         if (!tpool_in_worker(s->tp)) {
-            pthread_mutex_lock(&s->lock);
+            pthread_mutex_lock(&s->ring_lock);
             while (!s->ended)
-                pthread_cond_wait(&s->ring_cond, &s->lock);
-            pthread_mutex_unlock(&s->lock);
+                pthread_cond_wait(&s->ring_cond, &s->ring_lock);
+            pthread_mutex_unlock(&s->ring_lock);
         }
         return;
     }
@@ -607,10 +639,11 @@ void recv_stream_end_of_input(recv_stream *s)
     recv_stream_stop(s);
 }
 
+/* Called with ring_lock held. */
 static void resume_readers_locked(recv_stream *s)
 {
     for (spead_reader *r = s->readers; r; r = r->next) {
-        if (r->paused && !r->closed) {
+        if (r->paused) {
             r->paused = 0;
             r->resume(r);
         }
@@ -629,30 +662,30 @@ int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
             deadline.tv_nsec -= 1000000000L;
         }
     }
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->ring_lock);
     for (;;) {
         if (s->ring_count > 0) {
             *out = s->ring[s->ring_head];
             s->ring_head = (s->ring_head + 1) % s->ring_cap;
-            s->ring_count--;
+            __atomic_store_n(&s->ring_count, s->ring_count - 1, __ATOMIC_RELAXED);
             efd_consume(s);
             if (s->ring_count < s->ring_heaps)
                 resume_readers_locked(s);
-            pthread_mutex_unlock(&s->lock);
+            pthread_mutex_unlock(&s->ring_lock);
             return 1;
         }
         if (s->ended) {
-            pthread_mutex_unlock(&s->lock);
+            pthread_mutex_unlock(&s->ring_lock);
             return 0;
         }
-        if (timeout_ms == 0 || s->log_count > 0) {
-            pthread_mutex_unlock(&s->lock);
+        if (timeout_ms == 0 || __atomic_load_n(&s->log_count, __ATOMIC_RELAXED) > 0) {
+            pthread_mutex_unlock(&s->ring_lock);
             return -1;
         }
         if (timeout_ms < 0) {
-            pthread_cond_wait(&s->ring_cond, &s->lock);
-        } else if (pthread_cond_timedwait(&s->ring_cond, &s->lock, &deadline) == ETIMEDOUT) {
-            pthread_mutex_unlock(&s->lock);
+            pthread_cond_wait(&s->ring_cond, &s->ring_lock);
+        } else if (pthread_cond_timedwait(&s->ring_cond, &s->ring_lock, &deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&s->ring_lock);
             return -1;
         }
     }
@@ -661,7 +694,9 @@ int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
 void recv_stream_get_stats(recv_stream *s, spead_recv_stats *out)
 {
     pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->ring_lock);
     *out = s->stats;
+    pthread_mutex_unlock(&s->ring_lock);
     pthread_mutex_unlock(&s->lock);
 }
 

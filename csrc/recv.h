@@ -96,10 +96,17 @@ typedef struct spead_reader {
 
 typedef void *(*spead_memcpy_fn)(void *dst, const void *src, size_t n);
 
+/* Locking: ``lock`` guards assembly (live heaps, stop_requested, readers'
+ * ``closed``/``busy``, the log queue and most stats); ``ring_lock`` guards
+ * the ring, ``ended``, readers' ``paused`` and worker_blocked, so the
+ * consumer never waits for a reader that is copying payload. Order: lock,
+ * then ring_lock. The reader list changes only under both. */
 typedef struct recv_stream {
     int refs;
     pthread_mutex_t lock;
-    pthread_cond_t ring_cond;  /* consumer waits for heaps, end or log lines */
+    pthread_cond_t idle_cond;  /* with lock: a reader stopped being busy */
+    pthread_mutex_t ring_lock;
+    pthread_cond_t ring_cond;  /* with ring_lock: heaps, end or log lines */
     tpool_t *tp;
     int bug_compat;
     size_t max_heaps;
@@ -147,8 +154,11 @@ enum {
 };
 /* Process one decoded packet. */
 int recv_stream_add_packet_locked(recv_stream *s, const spead_packet *pkt);
-/* Whether a reader should hold off (ring full) before adding more. */
-int recv_stream_ring_full_locked(recv_stream *s);
+/* Whether the ring is full (a hint; see recv_stream_pause_if_full). */
+int recv_stream_ring_full(recv_stream *s);
+/* Pause reader ``r`` if the ring is (still) full; returns 1 if paused. The
+ * consumer resumes it once the ring has room. */
+int recv_stream_pause_if_full(recv_stream *s, spead_reader *r);
 void recv_stream_log_locked(recv_stream *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Register a reader (takes ownership). Returns -1 if the stream is stopped

@@ -41,15 +41,13 @@ static void mem_task(void *arg)
 {
     mem_reader *r = arg;
     recv_stream *s = r->base.stream;
-    int end = 0, again = 0;
+    int end = 0, paused = 0;
     pthread_mutex_lock(&s->lock);
     if (r->base.closed || r->finished) {
         pthread_mutex_unlock(&s->lock);
         return;
     }
-    if (recv_stream_ring_full_locked(s)) {
-        r->base.paused = 1;
-        s->stats.worker_blocked++;
+    if (recv_stream_ring_full(s) && recv_stream_pause_if_full(s, &r->base)) {
         pthread_mutex_unlock(&s->lock);
         return;
     }
@@ -86,9 +84,9 @@ static void mem_task(void *arg)
             end = 1;
             break;
         }
-        if (res == SPEAD_ADD_PAUSE && r->pos < r->len) {
-            r->base.paused = 1;
-            s->stats.worker_blocked++;
+        if (res == SPEAD_ADD_PAUSE && r->pos < r->len && recv_stream_pause_if_full(s, &r->base)) {
+            /* the consumer's next get() resumes this reader */
+            paused = 1;
             break;
         }
     }
@@ -97,14 +95,12 @@ static void mem_task(void *arg)
         s->stats.max_batch = n;
     if (r->pos >= r->len)
         end = 1;
-    else if (!end && !r->base.paused)
-        again = 1;
     if (end)
         r->finished = 1;
     pthread_mutex_unlock(&s->lock);
     if (end)
         recv_stream_end_of_input(s);
-    else if (again)
+    else if (!paused)
         post_mem_task(r);
 }
 

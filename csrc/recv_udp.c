@@ -36,7 +36,7 @@ static void set_idle_locked(udp_reader *r)
 {
     r->busy = 0;
     if (r->base.closed)
-        pthread_cond_broadcast(&r->base.stream->ring_cond);
+        pthread_cond_broadcast(&r->base.stream->idle_cond);
 }
 
 /* Returns 1 when the socket watch should be re-armed. */
@@ -84,14 +84,13 @@ static int udp_process(udp_reader *r)
             pthread_mutex_unlock(&s->lock);
             return 0;
         }
-        if (recv_stream_ring_full_locked(s)) {
-            r->base.paused = 1;
-            s->stats.worker_blocked++;
+        if (recv_stream_ring_full(s) && recv_stream_pause_if_full(s, &r->base)) {
             set_idle_locked(r);
             pthread_mutex_unlock(&s->lock);
             return 0;
         }
         size_t handled = 0;
+        int paused = 0;
         while (r->next_pending < r->n_pending) {
             struct mmsghdr *m = &r->msgs[r->next_pending];
             const uint8_t *data = m->msg_hdr.msg_iov->iov_base;
@@ -117,16 +116,15 @@ static int udp_process(udp_reader *r)
                 stop = 1;
                 break;
             }
-            if (res == SPEAD_ADD_PAUSE) {
-                r->base.paused = 1;
-                s->stats.worker_blocked++;
+            if (res == SPEAD_ADD_PAUSE && recv_stream_pause_if_full(s, &r->base)) {
+                paused = 1;
                 break;
             }
         }
         s->stats.batches++;
         if (handled > s->stats.max_batch)
             s->stats.max_batch = handled;
-        if (stop || r->base.paused) {
+        if (stop || paused) {
             set_idle_locked(r);
             pthread_mutex_unlock(&s->lock);
             if (stop)
@@ -169,7 +167,7 @@ static void udp_close(spead_reader *base)
     pthread_mutex_lock(&s->lock);
     base->closed = 1;
     while (r->busy && !pthread_equal(r->busy_thread, pthread_self()))
-        pthread_cond_wait(&s->ring_cond, &s->lock);
+        pthread_cond_wait(&s->idle_cond, &s->lock);
     pthread_mutex_unlock(&s->lock);
     if (r->watch >= 0) {
         tpool_unwatch(s->tp, r->watch);
