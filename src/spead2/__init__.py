@@ -6,6 +6,7 @@ documented ``spead2`` interface run unchanged.
 
 import logging as _logging
 
+from ._errors import SocketError
 from ._core import Buffer, MemoryAllocator, MemoryPool, MmapAllocator, ThreadPool
 from ._flavour import Flavour
 from ._items import Descriptor, Item, ItemGroup

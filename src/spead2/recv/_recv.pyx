@@ -309,8 +309,7 @@ class StreamStats:
         return f"StreamStats({inner})"
 
 
-class UdpSocketError(OSError, RuntimeError):
-    """A UDP socket could not be set up (resolution, bind or multicast join)."""
+from spead2._errors import SocketError as UdpSocketError
 
 
 cdef class _BufferHold:

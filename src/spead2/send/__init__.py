@@ -47,8 +47,7 @@ _logger = logging.getLogger("spead2")
 _DESCRIPTOR_CHOICES = ("stale", "all", "none")
 
 
-class _SocketError(OSError, RuntimeError):
-    """A socket could not be set up (name resolution, options, binding)."""
+from spead2._errors import SocketError as _SocketError
 
 
 class _SentState:
