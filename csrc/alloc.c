@@ -26,7 +26,7 @@ void spead_allocator_decref(spead_allocator *a)
 
 #define CACHE_MIN_SIZE (64 * 1024)
 #define CACHE_SLOTS 8
-#define CACHE_MAX_BYTES ((size_t) 256 << 20)
+#define CACHE_MAX_BYTES ((size_t) 64 << 20)
 
 typedef struct {
     spead_allocator base;
@@ -45,17 +45,20 @@ static void *malloc_allocate(spead_allocator *self, size_t size, void **handle)
     if (size >= CACHE_MIN_SIZE) {
         int best = -1;
         pthread_mutex_lock(&m->lock);
-        for (int i = 0; i < m->n; i++) {
-            if (m->size[i] >= size && m->size[i] / 2 <= size
-                && (best < 0 || m->size[i] < m->size[best]))
+        /* the most recently freed block that fits: it is the likeliest to
+         * still be in the CPU caches */
+        for (int i = m->n - 1; i >= 0; i--) {
+            if (m->size[i] >= size && m->size[i] / 2 <= size) {
                 best = i;
+                break;
+            }
         }
         if (best >= 0) {
             void *p = m->ptr[best];
             size_t got = m->size[best];
             m->n--;
-            m->ptr[best] = m->ptr[m->n];
-            m->size[best] = m->size[m->n];
+            memmove(&m->ptr[best], &m->ptr[best + 1], (m->n - best) * sizeof(void *));
+            memmove(&m->size[best], &m->size[best + 1], (m->n - best) * sizeof(size_t));
             m->bytes -= got;
             pthread_mutex_unlock(&m->lock);
             *handle = (void *) (uintptr_t) got;

@@ -111,6 +111,7 @@ static void *worker_main(void *p)
     worker_arg wa = *(worker_arg *) p;
     free(p);
     tpool_t *tp = wa.tp;
+    pthread_setname_np(pthread_self(), "spead2-worker");
     if (tp->n_affinity > 0) {
         cpu_set_t set;
         CPU_ZERO(&set);

@@ -80,6 +80,7 @@ cdef uint64_t _STREAM_CTRL_ID = 0x06
 cdef uint64_t _CTRL_STREAM_START = 0
 
 _flavours = {}
+_default_allocator = MemoryAllocator()
 
 
 cdef object _flavour(int hab, int bug_compat):
@@ -378,7 +379,9 @@ cdef class Stream:
         self.max_heaps = max_heaps
         self.ring_heaps = ring_heaps
         self.max_heap_size = max_heap_size
-        self._allocator = MemoryAllocator()
+        # one default allocator for all streams, so the blocks it keeps for
+        # reuse stay warm from one stream to the next
+        self._allocator = _default_allocator
         alloc = (<MemoryAllocator> self._allocator)._alloc
         self.s = recv_stream_new(tp, bug_compat, self.max_heaps, self.ring_heaps,
                                  self.max_heap_size, alloc)
