@@ -16,6 +16,7 @@ import signal
 import socket
 import stat
 import sys
+import textwrap
 from typing import IO, Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Union
 
 import spead2
@@ -34,9 +35,22 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
-                    argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the examples in the epilog as written."""
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples in the epilog as written, and shows the defaults
+    that say something."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and action.default not in (None, False, [])
+                and action.default is not argparse.SUPPRESS and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+def make_parser(prog: str, description: str, epilog: str) -> ArgumentParser:
+    """A parser for a tool: description wrapped, examples as written."""
+    return ArgumentParser(prog=prog, formatter_class=HelpFormatter, epilog=epilog,
+                          description=textwrap.fill(description, 79))
 
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ highest rate with no loss, until the bounds are within ``--tolerance`` of
 each other or ``--max-time`` is spent.
 """
 
+import argparse
 import json
 import math
 import signal
@@ -19,9 +20,9 @@ import threading
 import time
 from typing import IO, Any, Dict, List, Optional, Tuple
 
-from ._common import (ArgumentParser, HelpFormatter, ToolError, add_verbosity_arg,
-                      format_bytes, format_rate, positive_size_arg, print_json, rate_arg,
-                      run_tool, seconds_arg, setup_complete, size_arg)
+from ._common import (ToolError, add_verbosity_arg, format_bytes, format_rate, make_parser,
+                      positive_size_arg, print_json, rate_arg, run_tool, seconds_arg,
+                      setup_complete, size_arg)
 
 PROG = "spead2-bench"
 
@@ -41,21 +42,21 @@ DRAIN_SECONDS = 1.0
 MIN_TRIAL_HEAPS = 10
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog=PROG, formatter_class=HelpFormatter, epilog=EXAMPLES,
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        PROG, epilog=EXAMPLES,
         description="Measure the highest rate at which spead2-send and spead2-recv, as "
                     "separate processes on this machine, exchange heaps over UDP loopback "
                     "without loss. Prints a table of the trials and the result.")
-    parser.add_argument("--heap-size", type=positive_size_arg, default=1024 * 1024,
+    parser.add_argument("--heap-size", type=positive_size_arg, default="1Mi",
                         metavar="BYTES", help="bytes of data per heap")
     parser.add_argument("--heaps", type=positive_size_arg, default=500, metavar="N",
                         help="heaps per trial (fewer for slow rates, to keep trials short)")
     parser.add_argument("--packet-size", type=positive_size_arg, default=8972, metavar="BYTES",
                         help="largest packet")
-    parser.add_argument("--min-rate", type=rate_arg, default=10e6, metavar="BYTES/S",
+    parser.add_argument("--min-rate", type=rate_arg, default="10M", metavar="BYTES/S",
                         help="lowest rate searched")
-    parser.add_argument("--max-rate", type=rate_arg, default=0.0, metavar="BYTES/S",
+    parser.add_argument("--max-rate", type=rate_arg, default="0", metavar="BYTES/S",
                         help="highest rate searched (0: as fast as the sender goes)")
     parser.add_argument("--tolerance", type=float, default=0.05, metavar="FRACTION",
                         help="stop when the search bounds are within this fraction")

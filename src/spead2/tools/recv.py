@@ -8,6 +8,7 @@ lasts until the stream stops, ``--count`` heaps have arrived, ``--timeout``
 seconds have passed, or Ctrl-C.
 """
 
+import argparse
 import select
 import sys
 import time
@@ -18,11 +19,11 @@ import numpy as np
 import spead2
 import spead2.recv
 
-from ._common import (BUG_COMPAT_HELP, ArgumentParser, Endpoint, HelpFormatter, ToolError,
-                      add_verbosity_arg, affinity_arg, bug_compat_arg, check_multicast_options,
-                      endpoint_arg, format_bytes, format_rate, multicast_interface,
-                      positive_size_arg, print_json, read_capture, run_tool, seconds_arg,
-                      setup_complete, size_arg)
+from ._common import (BUG_COMPAT_HELP, Endpoint, ToolError, add_verbosity_arg, affinity_arg,
+                      bug_compat_arg, check_multicast_options, endpoint_arg, format_bytes,
+                      format_rate, make_parser, multicast_interface, positive_size_arg,
+                      print_json, read_capture, run_tool, seconds_arg, setup_complete,
+                      size_arg)
 
 PROG = "spead2-recv"
 
@@ -47,9 +48,9 @@ STAT_FIELDS = ("packets", "batches", "heaps", "incomplete_heaps_evicted",
 _CONTROL_IDS = frozenset(range(spead2.NULL_ID, spead2.STREAM_CTRL_ID + 1))
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog=PROG, formatter_class=HelpFormatter, epilog=EXAMPLES,
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        PROG, epilog=EXAMPLES,
         description="Receive a SPEAD stream over UDP or from a capture file, and print its "
                     "heaps' descriptors and item values, or live statistics.")
     parser.add_argument(
@@ -112,9 +113,9 @@ def build_parser() -> ArgumentParser:
     pool = parser.add_argument_group("memory pool (spead2.MemoryPool)")
     pool.add_argument("--pool", action="store_true",
                       help="take heap memory from a pool of preallocated buffers")
-    pool.add_argument("--pool-lower", type=size_arg, default=16 * 1024, metavar="BYTES",
+    pool.add_argument("--pool-lower", type=size_arg, default="16Ki", metavar="BYTES",
                       help="smallest heap served from the pool")
-    pool.add_argument("--pool-upper", type=size_arg, default=8 * 1024 * 1024, metavar="BYTES",
+    pool.add_argument("--pool-upper", type=size_arg, default="8Mi", metavar="BYTES",
                       help="size of each pooled buffer (the largest heap served)")
     pool.add_argument("--pool-max-free", type=size_arg, default=12, metavar="N",
                       help="free buffers kept at most")
@@ -297,6 +298,9 @@ class PlainStatsDisplay:
     def __init__(self, out: IO[str]) -> None:
         self.out = out
 
+    def start(self) -> None:
+        pass
+
     def update(self, line: StatsLine) -> None:
         self.out.write(
             f"{line.elapsed:7.1f} s  heaps {line.heaps} ({line.heap_rate:.0f}/s)  "
@@ -317,6 +321,8 @@ class RichStatsDisplay:
         from rich.live import Live
         self._console = Console(file=out)
         self._live = Live(console=self._console, auto_refresh=False, transient=False)
+
+    def start(self) -> None:
         self._live.start()
 
     def update(self, line: StatsLine) -> None:
@@ -413,7 +419,8 @@ class Receiver:
         self.reason = "end of stream"
         self.started = time.monotonic()
 
-    def run(self) -> None:
+    def run(self, sources: str) -> None:
+        """Announce ``sources`` on stderr, then take heaps until the end."""
         stream = self.stream
         args = self.args
         fd = stream.fd
@@ -421,6 +428,12 @@ class Receiver:
         next_refresh = self.started + 1.0
         previous: Optional[StatsLine] = None
         try:
+            # in here, so that Ctrl-C as soon as this is seen still ends cleanly
+            sys.stderr.write(f"{PROG}: receiving from {sources}\n")
+            sys.stderr.flush()
+            setup_complete()
+            if self.display is not None:
+                self.display.start()
             while True:
                 now = time.monotonic()
                 if self.display is not None and now >= next_refresh:
@@ -523,10 +536,7 @@ def run(args: Any) -> int:
         for source in args.sources:
             described.append(add_udp_reader(stream, source, args))
     receiver = Receiver(stream, args, sys.stdout)
-    sys.stderr.write(f"{PROG}: receiving from {', '.join(described)}\n")
-    sys.stderr.flush()
-    setup_complete()
-    receiver.run()
+    receiver.run(", ".join(described))
     if args.json:
         print_json(receiver.summary())
     else:

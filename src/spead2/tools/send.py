@@ -9,6 +9,7 @@ sends the packets of a capture file as UDP datagrams, one per packet, as
 they were captured.
 """
 
+import argparse
 import errno
 import logging
 import mmap
@@ -23,10 +24,9 @@ import numpy as np
 import spead2
 import spead2.send
 
-from ._common import (BUG_COMPAT_HELP, ArgumentParser, Endpoint, HelpFormatter, ToolError,
-                      add_verbosity_arg, bug_compat_arg, check_multicast_options, describe_error,
-                      endpoint_arg,
-                      format_bytes, format_rate, multicast_interface, open_output,
+from ._common import (BUG_COMPAT_HELP, Endpoint, ToolError, add_verbosity_arg,
+                      bug_compat_arg, check_multicast_options, describe_error, endpoint_arg,
+                      format_bytes, format_rate, make_parser, multicast_interface, open_output,
                       positive_size_arg, print_json, rate_arg, read_capture, run_tool,
                       setup_complete, size_arg)
 
@@ -36,7 +36,7 @@ PROG = "spead2-send"
 
 EXAMPLES = """\
 examples:
-  spead2-send 127.0.0.1:8888                            100 heaps of 64 KiB
+  spead2-send 127.0.0.1:8888                            100 heaps of 64 KiB at 10 MB/s
   spead2-send 127.0.0.1:8888 --heaps 1000 --heap-size 1Mi --rate 500M --packet-size 8972
   spead2-send '[::1]:8888' --heap-address-bits 48       IPv6, SPEAD-64-48
   spead2-send 239.1.2.3:8888 --ttl 4 --interface 10.0.0.2     IPv4 multicast
@@ -46,14 +46,15 @@ examples:
 
 TIMESTAMP_ID = 0x1000
 FIRST_DATA_ID = 0x1001
+DEFAULT_RATE = 10e6
 # Distinct array contents cycled through by successive heaps: each heap's
 # values are a function of its index, without computing a new array per heap.
 VARIANTS = 4
 
 
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog=PROG, formatter_class=HelpFormatter, epilog=EXAMPLES,
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(
+        PROG, epilog=EXAMPLES,
         description="Send synthetic SPEAD heaps over UDP or into a capture file, or replay "
                     "the packets of a capture file over UDP. Prints a summary.")
     parser.add_argument("destination", nargs="?", type=endpoint_arg, metavar="[HOST:]PORT",
@@ -82,8 +83,9 @@ def build_parser() -> ArgumentParser:
                        help=BUG_COMPAT_HELP + " (default 0)")
 
     net = parser.add_argument_group("sending (as for spead2.send.StreamConfig and UdpStream)")
-    net.add_argument("--rate", type=rate_arg, default=0.0, metavar="BYTES/S",
-                     help="rate limit in bytes per second, e.g. 100M or 1G (0: unlimited)")
+    net.add_argument("--rate", type=rate_arg, default=None, metavar="BYTES/S",
+                     help="rate limit in bytes per second, e.g. 100M or 1G (0: unlimited; "
+                          "default 10M, which a receiver printing every heap keeps up with)")
     net.add_argument("--packet-size", type=positive_size_arg, default=None, metavar="BYTES",
                      help="largest packet (default 1472)")
     net.add_argument("--burst-size", type=positive_size_arg, default=None, metavar="BYTES",
@@ -441,7 +443,7 @@ def check_options(args: Any) -> None:
         for name in ("ttl", "interface", "buffer_size"):
             if getattr(args, name) is not None:
                 raise ToolError(f"--{name.replace('_', '-')} applies only to UDP")
-        if args.rate:
+        if args.rate is not None:
             raise ToolError("--rate applies only to UDP")
     elif args.destination is None:
         raise ToolError("nowhere to send to: give HOST:PORT or --output FILE")
@@ -449,8 +451,8 @@ def check_options(args: Any) -> None:
         check_multicast_options(args.destination, args.interface, args.ttl)
         if args.ttl is not None and not 0 <= args.ttl <= 255:
             raise ToolError(f"--ttl {args.ttl}: must be 0-255")
-    if args.rate < 0:
-        raise ToolError("--rate must not be negative")
+    if args.rate is None:
+        args.rate = DEFAULT_RATE if args.output is None else 0.0
 
 
 def summary(progress: Progress, what: str, extra: Dict[str, Any]) -> Dict[str, Any]:
