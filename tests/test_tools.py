@@ -465,6 +465,22 @@ def test_recv_shows_long_strings_and_values_truncated(tmp_path):
     assert label.endswith("... (500 chars)") and len(label) < 100
 
 
+def test_recv_survives_descriptors_replaced_within_one_heap(tmp_path):
+    import numpy as np
+    heap = spead2.send.Heap()
+    heap.add_descriptor(spead2.Descriptor(0x2000, "x", "first", (), np.uint32))
+    heap.add_descriptor(spead2.Descriptor(0x2001, "x", "second", (), np.uint32))
+    heap.add_item(spead2.Item(0x2001, "x", "second", (), np.uint32, value=np.uint32(7)))
+    stream = spead2.send.BytesStream(spead2.ThreadPool())
+    stream.send_heap(heap)
+    path = tmp_path / "renamed.spead"
+    path.write_bytes(stream.getvalue())
+    result = run_tool("recv", "--file", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "descriptor 0x2000: replaced by a later one" in result.stdout
+    assert "  x = 7" in result.stdout
+
+
 # ---------------------------------------------------------------------------
 # Replay
 

@@ -214,7 +214,7 @@ class Bench:
                 raise ToolError(f"the sender did not finish within {timeout:.0f} s") from None
             if sender.returncode != 0:
                 lines = sender.stderr.strip().splitlines() or ["no output"]
-                raise ToolError(f"the sender failed: {lines[-1]}")
+                raise ToolError(f"the sender failed: {lines[-1].split(': error: ', 1)[-1]}")
             sent = _last_json(sender.stdout, "the sender")
             trial.sent = sent["heaps"]
             trial.send_rate = sent["bytes_per_second"]
@@ -243,7 +243,7 @@ class Bench:
         self.out.write(f"heaps of {format_bytes(a.heap_size)} ({a.heap_size} bytes) in packets "
                        f"of at most {a.packet_size} bytes, over {a.host}\n\n")
         self.out.write(f"{'rate tried':>12}  {'heaps sent':>10}  {'received':>10}  "
-                       f"{'lost':>8}  {'sent at':>12}  {'result':<8}\n")
+                       f"{'lost':>8}  {'sent at':>12}  result\n")
         self.out.flush()
 
     def print_row(self, trial: Trial) -> None:
@@ -252,7 +252,7 @@ class Bench:
         rate = format_rate(trial.rate) if trial.rate > 0 else "unlimited"
         achieved = format_rate(trial.send_rate) if trial.send_rate else "-"
         self.out.write(f"{rate:>12}  {trial.sent:>10}  {trial.received:>10}  {trial.lost:>8}  "
-                       f"{achieved:>12}  {'lossless' if trial.lossless else 'LOSS':<8}\n")
+                       f"{achieved:>12}  {'lossless' if trial.lossless else 'LOSS'}\n")
         self.out.flush()
 
     def search(self) -> Optional[Trial]:
@@ -335,7 +335,8 @@ def run(args: Any) -> int:
                   if best.send_rate else f"highest lossless rate: {asked}\n")
     else:
         out.write("highest lossless rate: none found\n")
-    out.write(f"({bench.note}; {len(bench.trials)} trials in {elapsed:.1f} s)\n")
+    trials = "1 trial" if len(bench.trials) == 1 else f"{len(bench.trials)} trials"
+    out.write(f"({bench.note}; {trials} in {elapsed:.1f} s)\n")
     return 0
 
 

@@ -182,17 +182,15 @@ def value_text(value: Any, max_elements: int = 8, max_chars: int = 60) -> str:
         if value.ndim == 0:
             return _element_text(value.item(), max_chars)
         head = value.reshape(-1)[:max_elements].tolist()
-        body = ", ".join(_element_text(v, max_chars) for v in head)
-        if value.size > max_elements:
-            body += ", ..."
+        body = ", ".join([_element_text(v, max_chars) for v in head]
+                         + (["..."] if value.size > max_elements else []))
         shape = ", ".join(str(n) for n in value.shape)
         return f"{dtype_text(value.dtype)}[{shape}] [{body}]"
     if isinstance(value, np.generic):
         return _element_text(value.item(), max_chars)
     if isinstance(value, list):
-        body = ", ".join(_element_text(v, max_chars) for v in value[:max_elements])
-        if len(value) > max_elements:
-            body += ", ..."
+        body = ", ".join([_element_text(v, max_chars) for v in value[:max_elements]]
+                         + (["..."] if len(value) > max_elements else []))
         return f"list[{len(value)}] [{body}]"
     return _element_text(value, max_chars)
 
@@ -229,6 +227,9 @@ class HeapPrinter:
                          + ", ".join(f"{i:#x}" for i in unknown) + ")")
         write(f"heap {heap.cnt}: {', '.join(parts) if parts else 'no items'}\n")
         for raw in raw_descriptors:
+            if raw.id not in self.item_group:
+                write(f"  descriptor {raw.id:#x}: replaced by a later one with the same name\n")
+                continue
             item = self.item_group[raw.id]
             description = _truncate_repr(item.description, 60)
             write(f"  descriptor {item.id:#x} {item.name}: {item_type_text(item)} {description}\n")
