@@ -327,23 +327,23 @@ def _has_rich() -> bool:
 
 
 @pytest.mark.skipif(not _has_rich(), reason="rich is not installed")
-def test_recv_stats_with_rich_draws_a_table():
-    capture = _write_capture_with("--heaps", "5", "--heap-size", "1000")
-    result = run_tool("recv", "--file", str(capture), "--stats", "--display", "rich")
+def test_recv_stats_with_rich_draws_a_table(capture):
+    cap = capture("--heaps", "5", "--heap-size", "1000")
+    result = run_tool("recv", "--file", str(cap), "--stats", "--display", "rich")
     assert result.returncode == 0, result.stderr
     assert "ring waits" in result.stdout and "per second" in result.stdout
 
 
 @pytest.mark.skipif(_has_rich(), reason="rich is installed")
-def test_recv_stats_display_rich_without_rich_is_one_line_error(tmp_path):
-    capture = _write_capture_with("--heaps", "1", "--heap-size", "100")
-    result = run_tool("recv", "--file", str(capture), "--stats", "--display", "rich")
+def test_recv_stats_display_rich_without_rich_is_one_line_error(capture):
+    cap = capture("--heaps", "1", "--heap-size", "100")
+    result = run_tool("recv", "--file", str(cap), "--stats", "--display", "rich")
     assert_one_error_line(result, "spead2-recv", "rich")
 
 
-def test_recv_stats_auto_falls_back_to_plain_when_not_a_terminal():
-    capture = _write_capture_with("--heaps", "5", "--heap-size", "1000")
-    result = run_tool("recv", "--file", str(capture), "--stats")
+def test_recv_stats_auto_falls_back_to_plain_when_not_a_terminal(capture):
+    cap = capture("--heaps", "5", "--heap-size", "1000")
+    result = run_tool("recv", "--file", str(cap), "--stats")
     assert result.returncode == 0, result.stderr
     assert "\x1b[" not in result.stdout
     assert re.search(r"^heaps:\s+5 received", result.stdout, re.M)
@@ -352,23 +352,26 @@ def test_recv_stats_auto_falls_back_to_plain_when_not_a_terminal():
 # ---------------------------------------------------------------------------
 # Capture files
 
-_captures: dict = {}
+@pytest.fixture(scope="session")
+def capture(tmp_path_factory):
+    """``capture(*args)``: a capture written by ``spead2-send --output ...
+    *args``, made once per argument list."""
+    made: dict = {}
+
+    def make(*args: str) -> Path:
+        if args not in made:
+            path = tmp_path_factory.mktemp("capture") / "capture.spead"
+            result = run_tool("send", "--output", str(path), *args)
+            assert result.returncode == 0, result.stderr
+            made[args] = path
+        return made[args]
+
+    return make
 
 
-def _write_capture_with(*args: str) -> Path:
-    """A capture written by ``spead2-send --output`` (cached per argument list)."""
-    if args not in _captures:
-        import tempfile
-        path = Path(tempfile.mkdtemp(prefix="spead2-tools-")) / "capture.spead"
-        result = run_tool("send", "--output", str(path), *args)
-        assert result.returncode == 0, result.stderr
-        _captures[args] = path
-    return _captures[args]
-
-
-def test_capture_file_is_what_recv_file_reads():
-    capture = _write_capture_with("--heaps", "5", "--heap-size", "3000")
-    result = run_tool("recv", "--file", str(capture))
+def test_capture_file_is_what_recv_file_reads(capture):
+    cap = capture("--heaps", "5", "--heap-size", "3000")
+    result = run_tool("recv", "--file", str(cap))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "heap 1: start of stream" in out
@@ -376,7 +379,7 @@ def test_capture_file_is_what_recv_file_reads():
     assert "  data = uint8[3000] [0, 1, 2, 3, 4, 5, 6, 7, ...]" in out
     assert "  data = uint8[3000] [37, 38, 39, 40, 41, 42, 43, 44, ...]" in out
     assert re.search(r"^heaps:\s+5 received", out, re.M)
-    assert "file " + str(capture) in result.stderr
+    assert "file " + str(cap) in result.stderr
 
 
 def test_capture_file_matches_bytes_stream_output(tmp_path):
@@ -427,9 +430,9 @@ def test_flavour_and_bug_compat_options_reach_the_wire(tmp_path):
     assert "  data = uint16[4] [0, 256, 512, 768]" in wrong.stdout, wrong.stdout
 
 
-def test_recv_options_mirroring_the_api_are_accepted():
-    capture = _write_capture_with("--heaps", "5", "--heap-size", "64Ki", "--packet-size", "8972")
-    result = run_tool("recv", "--file", str(capture), "--json", "-q", "--pool",
+def test_recv_options_mirroring_the_api_are_accepted(capture):
+    cap = capture("--heaps", "5", "--heap-size", "64Ki", "--packet-size", "8972")
+    result = run_tool("recv", "--file", str(cap), "--json", "-q", "--pool",
                       "--pool-lower", "1Ki", "--pool-upper", "1Mi", "--pool-max-free", "4",
                       "--pool-initial", "2", "--pool-low-water", "1", "--memcpy", "nontemporal",
                       "--max-heaps", "8", "--ring-heaps", "16", "--threads", "2",
@@ -438,9 +441,9 @@ def test_recv_options_mirroring_the_api_are_accepted():
     assert summary_json(result.stdout)["heaps"] == 5
 
 
-def test_recv_max_heap_size_drops_larger_heaps():
-    capture = _write_capture_with("--heaps", "5", "--heap-size", "64Ki", "--packet-size", "8972")
-    result = run_tool("recv", "--file", str(capture), "--json", "-q",
+def test_recv_max_heap_size_drops_larger_heaps(capture):
+    cap = capture("--heaps", "5", "--heap-size", "64Ki", "--packet-size", "8972")
+    result = run_tool("recv", "--file", str(cap), "--json", "-q",
                       "--max-heap-size", "1000")
     assert result.returncode == 0, result.stderr
     s = summary_json(result.stdout)
@@ -498,16 +501,16 @@ def test_split_packets_finds_the_packets_the_library_wrote():
     assert sorted({cnt for _, _, cnt in found}) == [1, 2, 3, 4]
 
 
-def test_replay_sends_each_captured_packet(receivers):
-    capture = _write_capture_with("--heaps", "8", "--heap-size", "5000", "--packet-size", "1500")
+def test_replay_sends_each_captured_packet(receivers, capture):
+    cap = capture("--heaps", "8", "--heap-size", "5000", "--packet-size", "1500")
     recv, port = receivers(lambda port: [f"127.0.0.1:{port}", "-q", "--json",
                                          "--timeout", "30"])
-    result = run_tool("send", "--replay", str(capture), f"127.0.0.1:{port}", "--rate", "20M",
+    result = run_tool("send", "--replay", str(cap), f"127.0.0.1:{port}", "--rate", "20M",
                       "--json")
     assert result.returncode == 0, result.stderr
     replayed = summary_json(result.stdout)
     assert replayed["heaps"] == 10      # start, 8 data heaps, end
-    assert replayed["bytes"] == capture.stat().st_size
+    assert replayed["bytes"] == cap.stat().st_size
     code, out, err = recv.finish()
     assert code == 0, err
     s = summary_json(out)
@@ -516,12 +519,12 @@ def test_replay_sends_each_captured_packet(receivers):
     assert s["stats"]["packets"] == replayed["packets"]
 
 
-def test_replay_to_ipv4_multicast(receivers):
-    capture = _write_capture_with("--heaps", "3", "--heap-size", "2000")
+def test_replay_to_ipv4_multicast(receivers, capture):
+    cap = capture("--heaps", "3", "--heap-size", "2000")
     group = f"239.255.{random.randint(1, 254)}.{random.randint(1, 254)}"
     recv, port = receivers(lambda port: [f"{group}:{port}", "--interface", "127.0.0.1",
                                          "-q", "--json", "--timeout", "30"])
-    result = run_tool("send", "--replay", str(capture), f"{group}:{port}",
+    result = run_tool("send", "--replay", str(cap), f"{group}:{port}",
                       "--interface", "127.0.0.1", "--ttl", "1")
     assert result.returncode == 0, result.stderr
     code, out, err = recv.finish()
@@ -529,10 +532,10 @@ def test_replay_to_ipv4_multicast(receivers):
     assert summary_json(out)["heaps"] == 3
 
 
-def test_replay_skips_bytes_that_are_not_packets(tmp_path):
+def test_replay_skips_bytes_that_are_not_packets(tmp_path, capture):
     from spead2.tools.send import split_packets
-    capture = _write_capture_with("--heaps", "3", "--heap-size", "2000")
-    data = capture.read_bytes()
+    cap = capture("--heaps", "3", "--heap-size", "2000")
+    data = cap.read_bytes()
     packets = [data[offset:offset + length] for offset, length, _ in split_packets(data)]
     dirty = tmp_path / "dirty.spead"
     dirty.write_bytes(b"junk\x53\x04" + packets[0] + b"\x00" * 13 + b"".join(packets[1:]))
@@ -543,9 +546,9 @@ def test_replay_skips_bytes_that_are_not_packets(tmp_path):
     assert (s["packets"], s["heaps"], s["bytes"]) == (len(packets), 5, len(data))
 
 
-def test_replay_human_summary():
-    capture = _write_capture_with("--heaps", "3", "--heap-size", "2000")
-    result = run_tool("send", "--replay", str(capture), "127.0.0.1:9")
+def test_replay_human_summary(capture):
+    cap = capture("--heaps", "3", "--heap-size", "2000")
+    result = run_tool("send", "--replay", str(cap), "127.0.0.1:9")
     assert result.returncode == 0, result.stderr
     assert re.search(r"^replayed:\s+\d+ packets of 5 heaps to 127\.0\.0\.1:9$", result.stdout,
                      re.M)
