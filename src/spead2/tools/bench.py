@@ -43,6 +43,7 @@ MIN_TRIAL_HEAPS = 10
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of spead2-bench."""
     parser = make_parser(
         PROG, epilog=EXAMPLES,
         description="Measure the highest rate at which spead2-send and spead2-recv, as "
@@ -153,6 +154,7 @@ class Bench:
         self.note = ""
 
     def address(self, port: int) -> str:
+        """``HOST:PORT`` for the tools' command lines."""
         host = self.args.host
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -172,6 +174,7 @@ class Bench:
         return time.monotonic() + estimate <= self.deadline
 
     def start_receiver(self) -> Tuple[subprocess.Popen, _LineCollector]:
+        """spead2-recv listening on a free port (another if that one was taken)."""
         args = self.args
         for attempt in range(3):
             port = _free_port(args.host)
@@ -197,6 +200,7 @@ class Bench:
         raise ToolError(f"the receiver did not start: {error}")
 
     def run_trial(self, rate: float, heaps: int) -> Trial:
+        """Send ``heaps`` heaps at ``rate`` (0: unlimited) and count those received."""
         args = self.args
         trial = Trial(rate, heaps)
         started = time.monotonic()

@@ -49,6 +49,7 @@ _CONTROL_IDS = frozenset(range(spead2.NULL_ID, spead2.STREAM_CTRL_ID + 1))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of spead2-recv."""
     parser = make_parser(
         PROG, epilog=EXAMPLES,
         description="Receive a SPEAD stream over UDP or from a capture file, and print its "
@@ -151,6 +152,7 @@ def item_type_text(item: spead2.Item) -> str:
 
 
 def _element_text(value: Any, max_chars: int) -> str:
+    """One element of a value, compactly."""
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, complex):
@@ -164,6 +166,7 @@ def _element_text(value: Any, max_chars: int) -> str:
 
 
 def _truncate_repr(value: Any, max_chars: int) -> str:
+    """``repr(value)``, cut after ``max_chars`` characters."""
     if isinstance(value, (str, bytes)) and len(value) > max_chars:
         unit = "chars" if isinstance(value, str) else "bytes"
         return f"{value[:max_chars]!r}... ({len(value)} {unit})"
@@ -238,6 +241,7 @@ class HeapPrinter:
 
 
 def _plural(n: int, word: str) -> str:
+    """``1 heap``, ``2 heaps``."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
@@ -474,6 +478,7 @@ class Receiver:
                 self.display.close()
 
     def summary(self) -> Dict[str, Any]:
+        """What was received, as printed by ``--json``."""
         stats = self.stream.stats
         tally = self.tally
         seconds = tally.seconds
@@ -491,6 +496,7 @@ class Receiver:
         }
 
     def print_summary(self) -> None:
+        """The summary for a person."""
         s = self.summary()
         st = s["stats"]
         write = self.out.write

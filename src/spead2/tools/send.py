@@ -53,6 +53,7 @@ VARIANTS = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of spead2-send."""
     parser = make_parser(
         PROG, epilog=EXAMPLES,
         description="Send synthetic SPEAD heaps over UDP or into a capture file, or replay "
@@ -163,6 +164,7 @@ class HeapSource:
 
 
 def parse_dtype(text: str) -> np.dtype:
+    """The numeric numpy dtype named by ``--dtype``."""
     try:
         dtype = np.dtype(text)
     except TypeError:
@@ -174,6 +176,7 @@ def parse_dtype(text: str) -> np.dtype:
 
 
 def make_flavour(args: Any) -> spead2.Flavour:
+    """The flavour asked for by ``--heap-address-bits`` and ``--bug-compat``."""
     bits = 40 if args.heap_address_bits is None else args.heap_address_bits
     try:
         return spead2.Flavour(4, 64, bits, args.bug_compat or 0)
@@ -183,6 +186,7 @@ def make_flavour(args: Any) -> spead2.Flavour:
 
 
 def make_config(args: Any, rate: float) -> spead2.send.StreamConfig:
+    """The stream configuration asked for on the command line, at ``rate``."""
     defaults = spead2.send.StreamConfig()
     try:
         return spead2.send.StreamConfig(
@@ -456,6 +460,7 @@ def check_options(args: Any) -> None:
 
 
 def summary(progress: Progress, what: str, extra: Dict[str, Any]) -> Dict[str, Any]:
+    """What was sent to ``what``, as printed by ``--json``."""
     seconds = progress.seconds
     out = {
         "heaps": progress.heaps,
