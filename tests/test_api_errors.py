@@ -1,0 +1,48 @@
+"""Bad arguments to the public API: the documented exception, a message that
+says what was wrong, and never a crash.
+
+Arguments whose mistakes used to crash the process are checked in a child
+interpreter (:mod:`isolated`), so a regression fails the test instead of
+killing pytest.
+"""
+
+import pytest
+
+from isolated import check_python
+
+
+class TestRecvSizesBeyondMemory:
+    def test_udp_max_size_larger_than_any_datagram_is_accepted(self):
+        # max_size is only an upper bound on datagrams; it used to size the
+        # receive slots, so 2**58 wrapped the allocation and the first
+        # datagram wrote far outside it.
+        out = check_python("""
+            import socket, time
+            import spead2, spead2.recv
+            from packets import packet
+
+            tp = spead2.ThreadPool()
+            tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for max_size in (2**40, 2**58, 2**64 - 1):
+                s = spead2.recv.Stream(tp)
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                    probe.bind(("127.0.0.1", 0))
+                    port = probe.getsockname()[1]
+                s.add_udp_reader(port, max_size=max_size, bind_hostname="127.0.0.1")
+                payload = bytes(range(256)) * 200
+                tx.sendto(packet(7, payload, 0, len(payload), [(False, 0x1000, 0)]),
+                          ("127.0.0.1", port))
+                deadline = time.monotonic() + 10
+                while True:
+                    try:
+                        heap = s.get_nowait()
+                        break
+                    except spead2.Empty:
+                        assert time.monotonic() < deadline, "no heap within 10 s"
+                        time.sleep(0.005)
+                (item,) = heap.get_items()
+                assert bytes(item) == payload
+                s.stop()
+                print("ok", max_size)
+        """)
+        assert out.count("ok") == 3
