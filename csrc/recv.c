@@ -467,6 +467,10 @@ out:
 recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size_t ring_heaps,
                              size_t max_heap_size, spead_allocator *alloc)
 {
+    /* the ring starts with ring_heaps + 4 slots and may double: refuse sizes
+     * whose slot count would wrap around */
+    if (ring_heaps > SIZE_MAX / (4 * sizeof(spead_heap *)))
+        return NULL;
     recv_stream *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;

@@ -46,3 +46,29 @@ class TestRecvSizesBeyondMemory:
                 print("ok", max_size)
         """)
         assert out.count("ok") == 3
+
+    def test_ring_and_live_heap_counts_beyond_memory_raise_memory_error(self):
+        # ring_heaps close to 2**64 used to wrap the ring's slot count to 0 and
+        # the first heap divided by it (SIGFPE).
+        out = check_python("""
+            import sys
+            import spead2, spead2.recv
+            from packets import packet
+
+            tp = spead2.ThreadPool()
+            for kwargs in ({"ring_heaps": 2**64 - 4}, {"ring_heaps": 2**64 - 1},
+                           {"ring_heaps": 2**62}, {"max_heaps": 2**64 - 1}):
+                try:
+                    s = spead2.recv.Stream(tp, **kwargs)
+                except MemoryError as exc:
+                    assert str(exc).startswith("cannot allocate a stream"), exc
+                    print("MemoryError", kwargs)
+                    continue
+                s.add_buffer_reader(b"".join(packet(i, b"x", 0, 1) for i in range(1, 10)))
+                print("stream", kwargs, len(list(s)))
+        """)
+        lines = out.splitlines()
+        assert "MemoryError {'ring_heaps': 18446744073709551612}" in lines
+        assert "MemoryError {'max_heaps': 18446744073709551615}" in lines
+        assert "MemoryError {'ring_heaps': 4611686018427387904}" in lines
+        assert len(lines) == 4

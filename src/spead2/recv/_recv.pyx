@@ -384,7 +384,8 @@ cdef class Stream:
         self.s = recv_stream_new(tp, bug_compat, self.max_heaps, self.ring_heaps,
                                  self.max_heap_size, alloc)
         if self.s == NULL:
-            raise MemoryError()
+            raise MemoryError(f"cannot allocate a stream with max_heaps={max_heaps} and "
+                              f"ring_heaps={ring_heaps}")
 
     cdef recv_stream *_get(self) except NULL:
         if self.s == NULL:
