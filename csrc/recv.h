@@ -121,6 +121,7 @@ typedef struct recv_stream {
     spead_log_entry log[SPEAD_LOG_QUEUE];
     size_t log_head, log_count;
     uint64_t log_budget;       /* messages allowed before suppression */
+    int64_t log_period_start;  /* when the budget was last refilled (ns) */
 } recv_stream;
 
 recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size_t ring_heaps,

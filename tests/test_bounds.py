@@ -15,11 +15,19 @@ Bounds documented in the README ("Reliability") and checked here:
   value or recurse without bound.
 """
 
+import logging
+import math
+import socket
 import textwrap
+import threading
+import time
 
 import pytest
 
+import spead2
+import spead2.recv
 from isolated import check_python
+from packets import packet
 
 
 class TestHostileShapes:
@@ -87,3 +95,83 @@ class TestHostileShapes:
         assert lines[0] == "ValueError 0.0 shape has 65 dimensions; at most 64 are supported"
         assert lines[1] == "ValueError 0.0 shape has 100000 dimensions; at most 64 are supported"
         assert lines[2].startswith("value " + "[" * 54)
+
+
+class LogCounter(logging.Handler):
+    """Counts the records of the ``spead2`` logger, by message prefix."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+    def count(self, text):
+        return sum(text in message for message in self.records)
+
+
+@pytest.fixture
+def spead2_log():
+    logger = logging.getLogger("spead2")
+    handler = LogCounter()
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def log_line_limit(seconds):
+    """Most log lines a stream may emit in ``seconds``: 32 at once, then 32 more
+    per elapsed second."""
+    return LOG_BUDGET * (1 + math.ceil(seconds))
+
+
+LOG_BUDGET = 32
+
+
+class TestDropsAreCountedAndLogRateLimited:
+    def test_udp_flood_of_incomplete_heaps_while_consumer_waits(self, spead2_log):
+        # A consumer blocked in get() drains log lines as they come; the
+        # budget used to be refilled on every drain, so a flood of bad
+        # packets produced thousands of log lines per second.
+        tp = spead2.ThreadPool()
+        stream = spead2.recv.Stream(tp, max_heaps=2)
+        port = free_udp_port()
+        stream.add_udp_reader(port, bind_hostname="127.0.0.1", buffer_size=1 << 20)
+        received = []
+        consumer = threading.Thread(target=lambda: received.extend(stream), daemon=True)
+        start = time.monotonic()
+        consumer.start()
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        cnt = 0
+        while time.monotonic() - start < 2.0:
+            for _ in range(200):
+                cnt += 1
+                # each packet is half of a new heap: it can never complete
+                tx.sendto(packet(cnt, b"x", 0, 2, hab=48), ("127.0.0.1", port))
+            time.sleep(0.002)
+        tx.close()
+        deadline = time.monotonic() + 10
+        while stream.stats.packets < cnt * 0.5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stream.stop()
+        consumer.join(10)
+        elapsed = time.monotonic() - start
+        assert not consumer.is_alive()
+        stats = stream.stats
+        assert received == []
+        drops = stats.incomplete_heaps_evicted + stats.incomplete_heaps_flushed
+        assert drops == stats.packets > 5000
+        logged = spead2_log.count("dropped incomplete heap")
+        assert logged + stats.log_suppressed == drops
+        assert logged <= log_line_limit(elapsed)
+        tp.stop()
