@@ -665,6 +665,14 @@ int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
             pthread_mutex_unlock(&s->lock);
             return 0;
         }
+        if (tpool_is_stopped(s->tp)) {
+            /* no worker will ever serve the readers again: end the stream
+             * rather than let the consumer wait forever */
+            pthread_mutex_unlock(&s->lock);
+            recv_stream_stop(s);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
         if (timeout_ms == 0 || s->log_count > 0) {
             pthread_mutex_unlock(&s->lock);
             return -1;
