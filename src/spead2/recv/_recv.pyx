@@ -15,6 +15,7 @@ from spead2._core cimport (ThreadPool, MemoryAllocator, Buffer, spead_allocator,
                            spead_malloc_allocator_new, spead_allocator_decref)
 
 import spead2
+from spead2._args import as_index
 from spead2._flavour import Flavour
 
 _logger = logging.getLogger("spead2")
@@ -322,17 +323,12 @@ cdef class _BufferHold:
             PyBuffer_Release(&self.view)
 
 
-def _check_port(port):
-    port = int(port)
-    if port < 0 or port > 65535:
-        raise OverflowError(f"port {port} out of range (0-65535)")
-    return port
-
-
 def _check_size(name, value):
-    value = int(value)
+    value = as_index(value, name)
     if value < 0:
         raise OverflowError(f"{name} must be non-negative")
+    if value >= 2**64:
+        raise OverflowError(f"{name} {value} does not fit in 64 bits")
     return value
 
 
@@ -359,10 +355,11 @@ cdef class Stream:
         self.s = NULL
         self._holds = []
 
-    def __init__(self, ThreadPool thread_pool not None, int bug_compat=0, max_heaps=4,
+    def __init__(self, ThreadPool thread_pool not None, bug_compat=0, max_heaps=4,
                  ring_heaps=4, *, max_heap_size=DEFAULT_MAX_HEAP_SIZE):
         cdef spead_allocator *alloc
         cdef tpool_t *tp = thread_pool.get()
+        bug_compat = as_index(bug_compat, "bug_compat")
         if bug_compat & ~7 or bug_compat < 0:
             raise ValueError(f"invalid bug_compat flags {bug_compat:#x}")
         max_heaps = _check_size("max_heaps", max_heaps)
@@ -404,8 +401,9 @@ cdef class Stream:
         recv_stream_set_allocator(self._get(), allocator._alloc)
         self._allocator = allocator
 
-    def set_memcpy(self, int id) -> None:
+    def set_memcpy(self, id) -> None:
         """Choose the copy from packet to heap: MEMCPY_STD or MEMCPY_NONTEMPORAL."""
+        id = as_index(id, "id")
         if id not in (0, 1):
             raise ValueError(f"unknown memcpy function {id}")
         recv_stream_set_memcpy(self._get(), id)
