@@ -406,3 +406,36 @@ class TestDegeneratePackets:
         stream.stop()
         tx.close()
         tp.stop()
+
+
+class TestHeapWarningsAreRateLimited:
+    def test_a_flood_of_heaps_with_bad_contents(self, spead2_log):
+        # Items pointing past the payload and malformed descriptors are
+        # logged when the consumer looks at the heap, also at most 32 lines
+        # a second per stream; a later line says how many were suppressed.
+        bad_descriptor = b"\x53\x04\x03\x05\x00\x00\x00\x00"
+        heaps = []
+        for cnt in range(1, 3001):
+            payload = bad_descriptor + b"v" * 8
+            heaps.append(packet(cnt, payload, 0, len(payload),
+                                [(False, spead2.DESCRIPTOR_ID, 0), (False, 0x1000, 8),
+                                 (False, 0x1001, 2**30)]))
+        tp = spead2.ThreadPool()
+        stream = spead2.recv.Stream(tp)
+        stream.add_buffer_reader(b"".join(heaps))
+        ig = spead2.ItemGroup()
+        start = time.monotonic()
+        n = 0
+        for heap in stream:
+            ig.update(heap)
+            n += 1
+            if n == 1500:
+                time.sleep(1.1)  # a new second: a new budget, and a count of the rest
+        elapsed = time.monotonic() - start
+        assert n == 3000
+        warnings = [m for m in spead2_log.records
+                    if "points past the payload" in m or "malformed descriptor" in m]
+        assert 32 <= len(warnings) <= log_line_limit(elapsed)
+        suppressed = [m for m in warnings if "similar messages suppressed" in m]
+        assert suppressed and int(suppressed[0].split("(")[-1].split()[0]) > 1000
+        tp.stop()
