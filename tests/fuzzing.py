@@ -1013,7 +1013,7 @@ def worker(args):
         progress = mmap.mmap(fd, 8)
         os.close(fd)
     logging.getLogger("spead2").setLevel(logging.CRITICAL)
-    tp = spead2.ThreadPool()
+    tp = spead2.ThreadPool(args.threads)
     corpus = own_captures(tp)
     if args.corpus:
         with open(args.corpus, "rb") as f:
@@ -1081,7 +1081,8 @@ def run_chunk(args, start, count, corpus_path):
         f.write(struct.pack("<q", start - 1))
         progress_path = f.name
     argv = [sys.executable, os.path.abspath(__file__), "--worker", "--seed", str(args.seed),
-            "--start", str(start), "--count", str(count), "--progress", progress_path]
+            "--start", str(start), "--count", str(count), "--progress", progress_path,
+            "--threads", str(args.threads)]
     if corpus_path:
         argv += ["--corpus", corpus_path]
     if args.save_dir:
@@ -1119,6 +1120,8 @@ def main(argv=None):
     parser.add_argument("--chunk", type=int, default=20000,
                         help="inputs per child process (a crash costs at most its chunk's rest)")
     parser.add_argument("--jobs", type=int, default=1, help="child processes run at once")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="worker threads of each child's ThreadPool (default 2)")
     parser.add_argument("--save-dir", default="fuzz-failures",
                         help="where failing inputs are saved (pickles)")
     parser.add_argument("--reference", action="store_true",
