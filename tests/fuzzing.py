@@ -77,8 +77,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-import numpy as np  # noqa: E402
-
 import spead2  # noqa: E402
 import spead2.recv  # noqa: E402
 import spead2.send  # noqa: E402
