@@ -12,9 +12,12 @@
 #include <emmintrin.h>
 #endif
 
-/* Log lines allowed before further ones are only counted; the budget is
- * refilled whenever the consumer drains the queue. */
+/* Log lines allowed per LOG_PERIOD_NS; further ones are only counted (in
+ * stats.log_suppressed).  The budget is refilled by time, not by the
+ * consumer draining the queue: a consumer waiting in get() drains every line
+ * at once, which would otherwise let a flood of bad packets through. */
 #define LOG_BUDGET 32
+#define LOG_PERIOD_NS INT64_C(1000000000)
 
 /* ------------------------------------------------------------------ */
 /* copies */
@@ -129,8 +132,22 @@ static int live_heap_contiguous(const live_heap *lh)
 /* ------------------------------------------------------------------ */
 /* logging (drained by the Python layer) */
 
+static int64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 void recv_stream_log_locked(recv_stream *s, int level, const char *fmt, ...)
 {
+    if (s->log_budget == 0) {
+        int64_t now = monotonic_ns();
+        if (now - s->log_period_start >= LOG_PERIOD_NS) {
+            s->log_budget = LOG_BUDGET;
+            s->log_period_start = now;
+        }
+    }
     if (s->log_budget == 0 || s->log_count == SPEAD_LOG_QUEUE) {
         s->stats.log_suppressed++;
         return;
@@ -158,8 +175,6 @@ size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)
         s->log_head = (s->log_head + 1) % SPEAD_LOG_QUEUE;
         __atomic_store_n(&s->log_count, s->log_count - 1, __ATOMIC_RELAXED);
     }
-    if (s->log_count == 0)
-        s->log_budget = LOG_BUDGET;
     pthread_mutex_unlock(&s->lock);
     return n;
 }
@@ -486,6 +501,10 @@ out:
 recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size_t ring_heaps,
                              size_t max_heap_size, spead_allocator *alloc)
 {
+    /* the ring starts with ring_heaps + 4 slots and may double: refuse sizes
+     * whose slot count would wrap around */
+    if (ring_heaps > SIZE_MAX / (4 * sizeof(spead_heap *)))
+        return NULL;
     recv_stream *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
@@ -520,6 +539,7 @@ recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size
     s->alloc = alloc;
     s->copy = memcpy;
     s->log_budget = LOG_BUDGET;
+    s->log_period_start = monotonic_ns();
     return s;
 }
 
@@ -677,6 +697,14 @@ int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
         if (s->ended) {
             pthread_mutex_unlock(&s->ring_lock);
             return 0;
+        }
+        if (tpool_is_stopped(s->tp)) {
+            /* no worker will ever serve the readers again: end the stream
+             * rather than let the consumer wait forever */
+            pthread_mutex_unlock(&s->ring_lock);
+            recv_stream_stop(s);
+            pthread_mutex_lock(&s->ring_lock);
+            continue;
         }
         if (timeout_ms == 0 || __atomic_load_n(&s->log_count, __ATOMIC_RELAXED) > 0) {
             pthread_mutex_unlock(&s->ring_lock);

@@ -128,6 +128,7 @@ typedef struct recv_stream {
     spead_log_entry log[SPEAD_LOG_QUEUE];
     size_t log_head, log_count;
     uint64_t log_budget;       /* messages allowed before suppression */
+    int64_t log_period_start;  /* when the budget was last refilled (ns) */
 } recv_stream;
 
 recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size_t ring_heaps,
@@ -138,7 +139,8 @@ void recv_stream_set_allocator(recv_stream *s, spead_allocator *alloc);
 void recv_stream_set_memcpy(recv_stream *s, int nontemporal);
 /* Stop: close readers, flush live heaps, end the ring. Idempotent. */
 void recv_stream_stop(recv_stream *s);
-/* Pop a heap. timeout_ms < 0 waits forever, 0 does not wait.
+/* Pop a heap. timeout_ms < 0 waits forever, 0 does not wait. A stream whose
+ * thread pool has stopped is stopped here (nothing can serve its readers).
  * Returns 1 with *out set, 0 when ended and drained, -1 on timeout. */
 int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms);
 /* Copy out up to max queued log lines (oldest first); returns the count. */

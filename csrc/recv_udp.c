@@ -12,6 +12,10 @@
 
 #define UDP_BATCH 64
 #define UDP_ROUNDS 16
+/* No UDP datagram carries more than 65535 bytes, so a larger max_size needs
+ * no larger receive slots (and must not size them: slot * UDP_BATCH would
+ * overflow). */
+#define UDP_SLOT_LIMIT 65536
 
 typedef struct {
     spead_reader base;
@@ -199,7 +203,7 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
     r->watch = -1;
     r->max_size = max_size;
     /* one extra byte per slot detects datagrams larger than max_size */
-    size_t slot = max_size + 1;
+    size_t slot = (max_size < UDP_SLOT_LIMIT ? max_size : UDP_SLOT_LIMIT) + 1;
     r->buffers = malloc(slot * UDP_BATCH);
     if (!r->buffers) {
         close(fd);

@@ -183,12 +183,27 @@ tpool_t *tpool_create(int nthreads, const int *affinity, int n_affinity, char *e
     }
     if (n_affinity > 0) {
         tp->affinity = malloc(sizeof(int) * n_affinity);
+        if (!tp->affinity) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
         memcpy(tp->affinity, affinity, sizeof(int) * n_affinity);
         tp->n_affinity = n_affinity;
     }
     tp->threads = calloc(nthreads, sizeof(pthread_t));
+    if (!tp->threads) {
+        snprintf(err, errlen, "out of memory for %d threads", nthreads);
+        goto fail;
+    }
     for (int i = 0; i < nthreads; i++) {
         worker_arg *wa = malloc(sizeof(*wa));
+        if (!wa) {
+            snprintf(err, errlen, "out of memory");
+            tp->nthreads = i;
+            tpool_stop(tp);
+            tpool_decref(tp);
+            return NULL;
+        }
         wa->tp = tp;
         wa->index = i;
         int rc = pthread_create(&tp->threads[i], NULL, worker_main, wa);
@@ -208,6 +223,7 @@ fail:
         close(tp->epfd);
     if (tp->wakefd >= 0)
         close(tp->wakefd);
+    free(tp->affinity);
     free(tp);
     return NULL;
 }

@@ -1,5 +1,6 @@
 """Resource use of receive streams: memory and file descriptors stay flat
-over 10^5 heaps, and streams left running never hang the interpreter."""
+over 10^5 heaps through the buffer and UDP readers with each allocator, and
+streams left running never hang the interpreter."""
 
 import gc
 import os
@@ -10,6 +11,7 @@ import textwrap
 import threading
 import time
 
+import numpy as np
 import pytest
 
 import spead2
@@ -38,16 +40,9 @@ def test_buffer_reader_memory_flat_over_many_heaps(allocator):
     tp = spead2.ThreadPool()
     chunk = small_heaps(10_000)
 
-    def make_allocator():
-        if allocator == "pool":
-            return spead2.MemoryPool(16, 4096, 16, 8)
-        if allocator == "mmap":
-            return spead2.MmapAllocator()
-        return spead2.MemoryAllocator()
-
     def run_chunk():
         s = spead2.recv.Stream(tp, ring_heaps=8)
-        s.set_memory_allocator(make_allocator())
+        s.set_memory_allocator(make_allocator(allocator))
         s.add_buffer_reader(chunk)
         n = 0
         for heap in s:
@@ -68,9 +63,23 @@ def test_buffer_reader_memory_flat_over_many_heaps(allocator):
     tp.stop()
 
 
-def test_udp_reader_memory_and_fds_flat():
+def make_allocator(kind):
+    if kind == "pool":
+        return spead2.MemoryPool(16, 4096, 16, 8)
+    if kind == "mmap":
+        return spead2.MmapAllocator()
+    return spead2.MemoryAllocator()
+
+
+@pytest.mark.parametrize("allocator", ["default", "pool", "mmap"])
+def test_udp_reader_memory_and_fds_flat(allocator):
     tp = spead2.ThreadPool()
     s = spead2.recv.Stream(tp, ring_heaps=64)
+    s.set_memory_allocator(make_allocator(allocator))
+    # values decoded as views of the heaps keep them (and their pool
+    # buffers) alive until the next heap replaces them
+    ig = spead2.ItemGroup()
+    ig.add_item(0x1000, "u", "", (64,), dtype=np.uint8)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -91,7 +100,7 @@ def test_udp_reader_memory_and_fds_flat():
         round_deadline = min(deadline, time.monotonic() + 2.0)
         while time.monotonic() < round_deadline:
             try:
-                s.get_nowait()
+                ig.update(s.get_nowait())
                 received += 1
             except spead2.Empty:
                 if s.stats.packets >= sent:
@@ -109,6 +118,7 @@ def test_udp_reader_memory_and_fds_flat():
             break
     gc.collect()
     assert received > HEAPS * 0.95
+    assert bytes(ig["u"].value) == b"u" * 64
     assert open_fds() <= base_fds
     assert rss_bytes() - base_rss < 8 << 20
     s.stop()

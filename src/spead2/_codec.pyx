@@ -320,6 +320,35 @@ def encode_raw_descriptor(raw: RawDescriptor, int heap_address_bits=40,
 
 # Bit-level codec for formats without a numpy equivalent.
 
+# numpy's limit on dimensions; the nested lists of a value stay within it too,
+# so a received shape cannot drive the recursion below off the C stack.
+_MAX_DIMS = 64
+# An empty value is nested lists down to its first zero dimension; a shape
+# such as (2**40, 0) would need that many lists, so it is refused instead.
+_MAX_EMPTY_LISTS = 1 << 16
+
+
+cdef object _check_shape(shape):
+    """``shape`` as a tuple with its element count; ValueError if unusable."""
+    shape = tuple(shape)
+    if len(shape) > _MAX_DIMS:
+        raise ValueError(f"shape has {len(shape)} dimensions; at most {_MAX_DIMS} are supported")
+    count = 1
+    for d in shape:
+        if d < 0:
+            raise ValueError(f"shape {shape} has a negative dimension")
+        count *= d
+    if count == 0:
+        lists = 1
+        for d in shape:
+            if d == 0:
+                break
+            lists *= d
+            if lists > _MAX_EMPTY_LISTS:
+                raise ValueError(f"an empty value of shape {shape} would need {lists} or more "
+                                 f"empty lists (at most {_MAX_EMPTY_LISTS} are made)")
+    return shape, count
+
 cdef inline uint64_t _read_bits(const uint8_t *p, Py_ssize_t pos, int bits) noexcept nogil:
     """Read ``bits`` (at most 64) bits starting at bit ``pos``, MSB first."""
     cdef uint64_t v = 0
@@ -464,16 +493,13 @@ cdef class BitFormat:
 
         Returns nested lists, or one element for an empty shape; an element
         is a Python scalar, or a tuple of them for a multi-field format.
-        Raises ``ValueError`` when ``data`` is not exactly the padded size.
+        Raises ``ValueError`` when ``data`` is not exactly the padded size,
+        the shape has more than 64 dimensions, or the value is empty but
+        would need more than 65536 empty lists (e.g. shape ``(2**40, 0)``).
         """
         cdef Py_buffer view
         cdef Py_ssize_t pos = 0
-        count = 1
-        shape = tuple(shape)
-        for d in shape:
-            if d < 0:
-                raise ValueError(f"shape {shape} has a negative dimension")
-            count *= d
+        shape, count = _check_shape(shape)
         need = (count * self.itemsize_bits + 7) // 8
         PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
         try:
@@ -571,12 +597,7 @@ cdef class BitFormat:
         """Encode ``value`` (nested sequences matching ``shape``, whose
         dimensions are all known, or one element for an empty shape)."""
         cdef Py_ssize_t pos = 0
-        count = 1
-        shape = tuple(shape)
-        for d in shape:
-            if d < 0:
-                raise ValueError(f"shape {shape} has a negative dimension")
-            count *= d
+        shape, count = _check_shape(shape)
         need = (count * self.itemsize_bits + 7) // 8
         if hasattr(value, "tolist"):
             value = value.tolist()

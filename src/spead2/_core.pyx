@@ -2,10 +2,10 @@
 # distutils: sources = csrc/tpool.c csrc/alloc.c
 """Thread pool and heap-memory allocators shared by receive and send."""
 
-import os
-
 from libc.stdlib cimport malloc, free
 from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+
+from spead2._args import as_index
 
 
 cdef class ThreadPool:
@@ -15,18 +15,28 @@ cdef class ThreadPool:
     ``affinity[i % len(affinity)]``.
     """
 
-    def __cinit__(self, int threads=1, affinity=()):
+    def __cinit__(self, threads=1, affinity=()):
         cdef char err[256]
         cdef int *aff = NULL
         cdef int n_aff
+        cdef int nthreads
         self._tp = NULL
+        threads = as_index(threads, "threads")
         if threads < 1:
             raise ValueError("threads must be at least 1")
-        cpus = [int(c) for c in affinity]
+        if threads > 2**31 - 1:
+            raise OverflowError(f"threads {threads} does not fit in a C int")
+        nthreads = threads
+        try:
+            cpus = [as_index(c, "a CPU number in affinity") for c in affinity]
+        except TypeError as exc:
+            if not hasattr(affinity, "__iter__"):
+                raise TypeError(f"affinity must be a sequence of CPU numbers, not "
+                                f"{type(affinity).__name__}") from None
+            raise
         n_aff = len(cpus)
-        ncpu = os.cpu_count() or 1
         for c in cpus:
-            if c < 0:
+            if c < 0 or c >= 1 << 20:
                 raise ValueError(f"invalid CPU number {c}")
         if n_aff:
             aff = <int *> malloc(sizeof(int) * n_aff)
@@ -34,7 +44,7 @@ cdef class ThreadPool:
                 aff[i] = c
         err[0] = 0
         with nogil:
-            self._tp = tpool_create(threads, aff, n_aff, err, sizeof(err))
+            self._tp = tpool_create(nthreads, aff, n_aff, err, sizeof(err))
         free(aff)
         if self._tp == NULL:
             raise RuntimeError((<bytes> err).decode(errors="replace"))
@@ -150,7 +160,10 @@ cdef class Buffer:
 cdef class MmapAllocator(MemoryAllocator):
     """Allocator that maps anonymous memory with ``mmap(2)``, with extra ``flags``."""
 
-    def __init__(self, int flags=0):
+    def __init__(self, flags=0):
+        flags = as_index(flags, "flags")
+        if not -2**31 <= flags < 2**31:
+            raise OverflowError(f"flags {flags:#x} do not fit in a C int")
         self._alloc = spead_mmap_allocator_new(flags)
         if self._alloc == NULL:
             raise MemoryError()
@@ -198,15 +211,17 @@ cdef class MemoryPool(MemoryAllocator):
                 raise TypeError("thread_pool must be a spead2.ThreadPool")
             tp = <ThreadPool> values["thread_pool"]
             ctp = tp.get()
-        lower = int(values["lower"])
-        upper = int(values["upper"])
-        max_free = int(values["max_free"])
-        initial = int(values["initial"])
-        low_water = int(values.get("low_water", 0))
+        lower = as_index(values["lower"], "lower")
+        upper = as_index(values["upper"], "upper")
+        max_free = as_index(values["max_free"], "max_free")
+        initial = as_index(values["initial"], "initial")
+        low_water = as_index(values.get("low_water", 0), "low_water")
         for name, v in (("lower", lower), ("upper", upper), ("max_free", max_free),
                         ("initial", initial), ("low_water", low_water)):
             if v < 0:
                 raise OverflowError(f"{name} must be non-negative")
+            if v >= 2**64:
+                raise OverflowError(f"{name} {v} does not fit in 64 bits")
         if lower > upper:
             raise ValueError("lower must not exceed upper")
         self.lower = lower

@@ -1,5 +1,7 @@
 """SPEAD flavour: pointer widths and PySPEAD bug-compatibility flags."""
 
+from ._args import as_index
+
 _VALID_BUG_COMPAT = 7
 
 
@@ -13,10 +15,10 @@ class Flavour:
 
     def __init__(self, version: int = 4, item_pointer_bits: int = 64,
                  heap_address_bits: int = 40, bug_compat: int = 0) -> None:
-        version = int(version)
-        item_pointer_bits = int(item_pointer_bits)
-        heap_address_bits = int(heap_address_bits)
-        bug_compat = int(bug_compat)
+        version = as_index(version, "version")
+        item_pointer_bits = as_index(item_pointer_bits, "item_pointer_bits")
+        heap_address_bits = as_index(heap_address_bits, "heap_address_bits")
+        bug_compat = as_index(bug_compat, "bug_compat")
         if version != 4:
             raise ValueError(f"unsupported SPEAD version {version} (only 4 is supported)")
         if item_pointer_bits != 64:

@@ -148,7 +148,7 @@ class Descriptor:
         else:
             if order != "C":
                 raise ValueError("a format-described item must have order 'C'")
-            if isinstance(format, (str, bytes)):
+            if isinstance(format, (str, bytes)) or not hasattr(format, "__iter__"):
                 raise ValueError(f"format {format!r} is not a list of (code, bits)")
             entries = []
             for entry in format:

@@ -4,6 +4,7 @@
 
 import logging
 import socket as _socket
+import time
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 from cpython.exc cimport PyErr_CheckSignals
@@ -15,6 +16,7 @@ from spead2._core cimport (ThreadPool, MemoryAllocator, Buffer, spead_allocator,
                            spead_malloc_allocator_new, spead_allocator_decref)
 
 import spead2
+from spead2._args import as_index
 from spead2._flavour import Flavour
 
 _logger = logging.getLogger("spead2")
@@ -72,6 +74,43 @@ cdef extern from "recv.h" nogil:
     int recv_stream_fd(recv_stream *s)
     int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len)
     int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
+
+
+cdef class _HeapWarnings:
+    """Warnings about what a stream's heaps contain, at most 32 lines per
+    second per stream: like dropped packets, their number is up to the
+    sender. A line after a suppressed stretch says how many were
+    suppressed."""
+
+    cdef int budget
+    cdef double period_start
+    cdef readonly object suppressed
+
+    def __init__(self):
+        self.budget = 32
+        self.period_start = time.monotonic()
+        self.suppressed = 0
+
+    def warning(self, msg, *args):
+        cdef double now
+        if self.budget == 0:
+            now = time.monotonic()
+            if now - self.period_start >= 1.0:
+                self.budget = 32
+                self.period_start = now
+        if self.budget == 0:
+            self.suppressed += 1
+            return
+        self.budget -= 1
+        if self.suppressed:
+            msg += " (%d similar messages suppressed)"
+            args += (self.suppressed,)
+            self.suppressed = 0
+        _logger.warning(msg, *args)
+
+
+# for heaps not made by a stream
+_heap_warnings = _HeapWarnings()
 
 
 cdef int64_t _HEAP_LENGTH_ID = 0x02
@@ -153,11 +192,13 @@ cdef class Heap:
     cdef size_t payload_size
     cdef uint64_t *pointers
     cdef size_t n_pointers
+    cdef _HeapWarnings warnings
 
     def __cinit__(self):
         self.pointers = NULL
         self.n_pointers = 0
         self.payload = None
+        self.warnings = _heap_warnings
 
     def __dealloc__(self):
         free(self.pointers)
@@ -222,8 +263,9 @@ cdef class Heap:
                     item.length = nbytes
                 else:
                     if addr > self.payload_size:
-                        _logger.warning("item %#x in heap %d points past the payload; ignored",
-                                        item.id, self.cnt)
+                        self.warnings.warning(
+                            "item %#x in heap %d points past the payload; ignored",
+                            item.id, self.cnt)
                         continue
                     # the item ends where the next item (by address) starts
                     lo = 0
@@ -262,15 +304,17 @@ cdef class Heap:
                 try:
                     out.append(decode_raw_descriptor(item, self.bug_compat))
                 except ValueError as exc:
-                    _logger.warning("malformed descriptor in heap %d ignored: %s", self.cnt, exc)
+                    self.warnings.warning("malformed descriptor in heap %d ignored: %s",
+                                          self.cnt, exc)
         return out
 
     def __repr__(self):
         return f"<spead2.recv.Heap cnt={self.cnt} payload={self.payload_size} items={self.n_pointers}>"
 
 
-cdef Heap _wrap_heap(spead_heap *h):
+cdef Heap _wrap_heap(spead_heap *h, _HeapWarnings warnings):
     cdef Heap heap = Heap.__new__(Heap)
+    heap.warnings = warnings
     heap.cnt = h.cnt
     heap.hab = h.heap_address_bits
     heap.bug_compat = h.bug_compat
@@ -322,17 +366,12 @@ cdef class _BufferHold:
             PyBuffer_Release(&self.view)
 
 
-def _check_port(port):
-    port = int(port)
-    if port < 0 or port > 65535:
-        raise OverflowError(f"port {port} out of range (0-65535)")
-    return port
-
-
 def _check_size(name, value):
-    value = int(value)
+    value = as_index(value, name)
     if value < 0:
         raise OverflowError(f"{name} must be non-negative")
+    if value >= 2**64:
+        raise OverflowError(f"{name} {value} does not fit in 64 bits")
     return value
 
 
@@ -354,15 +393,17 @@ cdef class Stream:
     cdef readonly size_t max_heap_size
     cdef object _allocator
     cdef bint _stopped
+    cdef _HeapWarnings _warnings
 
     def __cinit__(self, *args, **kwargs):
         self.s = NULL
         self._holds = []
 
-    def __init__(self, ThreadPool thread_pool not None, int bug_compat=0, max_heaps=4,
+    def __init__(self, ThreadPool thread_pool not None, bug_compat=0, max_heaps=4,
                  ring_heaps=4, *, max_heap_size=DEFAULT_MAX_HEAP_SIZE):
         cdef spead_allocator *alloc
         cdef tpool_t *tp = thread_pool.get()
+        bug_compat = as_index(bug_compat, "bug_compat")
         if bug_compat & ~7 or bug_compat < 0:
             raise ValueError(f"invalid bug_compat flags {bug_compat:#x}")
         max_heaps = _check_size("max_heaps", max_heaps)
@@ -382,11 +423,13 @@ cdef class Stream:
         # one default allocator for all streams, so the blocks it keeps for
         # reuse stay warm from one stream to the next
         self._allocator = _default_allocator
+        self._warnings = _HeapWarnings()
         alloc = (<MemoryAllocator> self._allocator)._alloc
         self.s = recv_stream_new(tp, bug_compat, self.max_heaps, self.ring_heaps,
                                  self.max_heap_size, alloc)
         if self.s == NULL:
-            raise MemoryError()
+            raise MemoryError(f"cannot allocate a stream with max_heaps={max_heaps} and "
+                              f"ring_heaps={ring_heaps}")
 
     cdef recv_stream *_get(self) except NULL:
         if self.s == NULL:
@@ -405,8 +448,9 @@ cdef class Stream:
         recv_stream_set_allocator(self._get(), allocator._alloc)
         self._allocator = allocator
 
-    def set_memcpy(self, int id) -> None:
+    def set_memcpy(self, id) -> None:
         """Choose the copy from packet to heap: MEMCPY_STD or MEMCPY_NONTEMPORAL."""
+        id = as_index(id, "id")
         if id not in (0, 1):
             raise ValueError(f"unknown memcpy function {id}")
         recv_stream_set_memcpy(self._get(), id)
@@ -479,7 +523,7 @@ cdef class Stream:
                 r = recv_stream_pop(s, &h, 100)
             self._drain_logs()
             if r == 1:
-                return _wrap_heap(h)
+                return _wrap_heap(h, self._warnings)
             if r == 0:
                 raise spead2.Stopped()
             PyErr_CheckSignals()
@@ -492,7 +536,7 @@ cdef class Stream:
         r = recv_stream_pop(s, &h, 0)
         self._drain_logs()
         if r == 1:
-            return _wrap_heap(h)
+            return _wrap_heap(h, self._warnings)
         if r == 0:
             raise spead2.Stopped()
         raise spead2.Empty()

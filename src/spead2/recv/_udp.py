@@ -5,6 +5,7 @@ import logging
 import socket as _socket
 import struct
 
+from .._args import as_index
 from . import DEFAULT_UDP_BUFFER_SIZE, DEFAULT_UDP_MAX_SIZE
 
 _logger = logging.getLogger("spead2")
@@ -19,17 +20,28 @@ def _error(exc: BaseException, what: str) -> OSError:
 
 
 def _check_port(port) -> int:
-    port = int(port)
+    port = as_index(port, "port")
     if port < 0 or port > 65535:
         raise OverflowError(f"port {port} out of range (0-65535)")
     return port
 
 
 def _check_nonneg(name: str, value) -> int:
-    value = int(value)
+    value = as_index(value, name)
     if value < 0:
         raise OverflowError(f"{name} must be non-negative")
+    if value >= 2**64:
+        raise OverflowError(f"{name} {value} does not fit in 64 bits")
     return value
+
+
+def _check_socket(sock) -> None:
+    if not isinstance(sock, _socket.socket):
+        raise TypeError(f"socket must be a socket.socket, not {type(sock).__name__}")
+    if sock.fileno() < 0:
+        raise _error(OSError(9, "the socket is closed"), "cannot use the given socket")
+    if sock.type != _socket.SOCK_DGRAM:
+        raise ValueError(f"socket must be a UDP (SOCK_DGRAM) socket, not {sock.type!r}")
 
 
 def _resolve(host: str, port: int, family=0):
@@ -76,7 +88,10 @@ def _open_unicast(port, max_size=DEFAULT_UDP_MAX_SIZE, buffer_size=DEFAULT_UDP_B
     if max_size < 8:
         raise ValueError("max_size must be at least 8 (a SPEAD header)")
     bind_hostname = bind_hostname or ""
+    if not isinstance(bind_hostname, str):
+        raise TypeError(f"bind_hostname must be a str, not {type(bind_hostname).__name__}")
     if socket is not None:
+        _check_socket(socket)
         # the caller's socket object stays theirs; we work on a duplicate
         sock = socket.dup()
         family = sock.family
@@ -142,6 +157,9 @@ def _open_multicast(multicast_group, port, max_size=DEFAULT_UDP_MAX_SIZE,
                              "use interface_index for IPv6")
         if interface_address is _UNSET:
             interface_address = ""
+        if not isinstance(interface_address, str):
+            raise TypeError(f"interface_address must be a str, not "
+                            f"{type(interface_address).__name__}")
     try:
         sock = _socket.socket(family, _socket.SOCK_DGRAM)
         _set_buffer_size(sock, buffer_size)

@@ -33,6 +33,7 @@ import weakref
 from typing import Any, Optional
 
 import spead2 as _spead2
+from spead2._args import as_index
 from spead2._flavour import Flavour
 
 from ._send import BytesStream, Heap, PacketGenerator, StreamConfig, _UdpStreamBase
@@ -76,7 +77,7 @@ class HeapGenerator:
     def __init__(self, item_group: Any, descriptor_frequency: Optional[int] = None,
                  flavour: Flavour = Flavour()) -> None:
         if descriptor_frequency is not None:
-            descriptor_frequency = int(descriptor_frequency)
+            descriptor_frequency = as_index(descriptor_frequency, "descriptor_frequency")
             if descriptor_frequency < 1:
                 raise ValueError("descriptor_frequency must be at least 1")
         # An ItemGroup that is its own generator is not stored, to avoid a cycle.
@@ -271,6 +272,15 @@ class UdpStream(_UdpStreamBase):
         if buffer_size < 0:
             raise ValueError("buffer_size must be non-negative")
         given_socket = values.get("socket")
+        if given_socket is not None:
+            if not isinstance(given_socket, _socket.socket):
+                raise TypeError(f"socket must be a socket.socket, not "
+                                f"{type(given_socket).__name__}")
+            if given_socket.fileno() < 0:
+                raise _SocketError(9, "cannot use the given socket: it is closed")
+            if given_socket.type != _socket.SOCK_DGRAM:
+                raise ValueError(f"socket must be a UDP (SOCK_DGRAM) socket, not "
+                                 f"{given_socket.type!r}")
         multicast = "ttl" in values
         ttl = values.get("ttl")
 

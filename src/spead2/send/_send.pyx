@@ -161,6 +161,8 @@ cdef class StreamConfig:
 
     @rate.setter
     def rate(self, value: float) -> None:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+            raise TypeError(f"rate must be a number, not {type(value).__name__}")
         value = float(value)
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"rate must be a finite non-negative number, not {value}")
@@ -383,6 +385,10 @@ cdef class Heap:
         disagrees with the item's shape and format, or the heap would not
         fit the flavour.
         """
+        if not (hasattr(item, "id") and hasattr(item, "to_buffer")
+                and hasattr(item, "is_variable_size")):
+            raise TypeError(f"item must be a spead2.Item (with id, to_buffer and "
+                            f"is_variable_size), not {type(item).__name__}")
         cdef uint64_t id = self._check_id(item.id)
         variable = bool(item.is_variable_size())
         expected = None
@@ -407,6 +413,9 @@ cdef class Heap:
     def add_descriptor(self, descriptor) -> None:
         """Add a descriptor (anything with ``to_raw(flavour)``, such as a
         :class:`spead2.Descriptor` or :class:`spead2.Item`)."""
+        if not hasattr(descriptor, "to_raw"):
+            raise TypeError(f"descriptor must be a spead2.Descriptor (with to_raw), not "
+                            f"{type(descriptor).__name__}")
         raw = descriptor.to_raw(self._flavour)
         self._add(0x05, raw, False, True, None)
 
