@@ -379,6 +379,29 @@ static int ensure_capacity(recv_stream *s, live_heap *lh, size_t need)
     return 0;
 }
 
+/* Item pointers of a packet that a heap keeps (all but the header items). */
+static size_t count_item_pointers(const spead_packet *pkt)
+{
+    size_t n = 0;
+    const uint8_t *p = pkt->pointers;
+    for (int i = 0; i < pkt->n_items; i++, p += 8)
+        if (spead_pointer_id(spead_load_be64(p), pkt->heap_address_bits) > SPEAD_PAYLOAD_LENGTH_ID)
+            n++;
+    return n;
+}
+
+/* Whether the packet's item pointers fit the heap's budget for them:
+ * max_heap_size bytes, like its payload.  Packets without payload are never
+ * duplicates, so without this a repeated packet full of pointers would grow
+ * a heap that never completes without limit. */
+static int pointers_fit(const recv_stream *s, const live_heap *lh, const spead_packet *pkt)
+{
+    size_t limit = s->max_heap_size / sizeof(uint64_t);
+    if (lh->n_pointers + (size_t) pkt->n_items <= limit)
+        return 1; /* n_items counts the header items too */
+    return lh->n_pointers <= limit && count_item_pointers(pkt) <= limit - lh->n_pointers;
+}
+
 static int add_pointers(live_heap *lh, const spead_packet *pkt)
 {
     int hab = pkt->heap_address_bits;
@@ -442,6 +465,8 @@ int recv_stream_add_packet_locked(recv_stream *s, const spead_packet *pkt)
     }
     if (!why && lh->heap_length >= 0 && end > (size_t) lh->heap_length)
         why = "payload extends past the heap length";
+    if (!why && !pointers_fit(s, lh, pkt))
+        why = "its item pointers would take more than max_heap_size bytes";
     if (why) {
         s->stats.rejected_packets++;
         recv_stream_log_locked(s, SPEAD_LOG_INFO, "packet rejected (heap %lld): %s",

@@ -347,6 +347,35 @@ class TestClaims:
         tp.stop()
 
 
+class TestItemPointers:
+    def test_pointer_flood_into_a_heap_that_never_completes(self):
+        # Packets without payload are never duplicates: repeated, each one
+        # added its 1000 item pointers to the heap, so a heap kept
+        # incomplete grew without limit (150 MiB for 150 MiB of packets).
+        # A heap's pointers are now held to max_heap_size bytes, like its
+        # payload.
+        max_heap_size = 1 << 20
+        flood = packet(7, b"", 0, 1, [(True, 0x1000 + i % 100, i) for i in range(1000)])
+        good = packet(8, b"g" * 16, 0, 16, [(True, 0x1000 + i, i) for i in range(1000)])
+        tp = spead2.ThreadPool()
+        stream = spead2.recv.Stream(tp, max_heap_size=max_heap_size)
+        stream.set_memory_allocator(spead2.MmapAllocator())
+        data = flood * 20000 + good
+        gc.collect()
+        if not reset_peak_rss():
+            pytest.skip("this kernel cannot reset the peak RSS")
+        before = rss_bytes()
+        stream.add_buffer_reader(data)
+        heaps = call_with_timeout(lambda: list(stream), 60, "draining")
+        peak = peak_rss_bytes() - before
+        assert peak < 2 * max_heap_size + RSS_SLACK, f"peak {peak / 2**20:.0f} MiB"
+        accepted = max_heap_size // 8 // 1000
+        assert stream.stats.rejected_packets == 20000 - accepted
+        (heap,) = heaps  # the flooded heap never completed; the good one did
+        assert heap.cnt == 8 and len(heap.get_items()) == 1000
+        tp.stop()
+
+
 class TestDegeneratePackets:
     def degenerate(self):
         return [
