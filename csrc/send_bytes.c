@@ -125,5 +125,6 @@ void send_bytes_copy_out(uint8_t *dst, const uint8_t *src, size_t size)
         if (end > start)
             madvise((void *) start, end - start, MADV_HUGEPAGE);
     }
-    memcpy(dst, src, size);
+    if (size > 0) /* an empty stream has no buffer: memcpy from NULL is undefined */
+        memcpy(dst, src, size);
 }

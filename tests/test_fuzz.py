@@ -239,3 +239,40 @@ def test_long_run_entry_point_reports_figures(tmp_path):
     assert report["inputs"] == 400
     assert (report["crashes"], report["hangs"], report["invariant_failures"]) == (0, 0, 0)
     assert report["stream_stats"]["packets"] > 400 and report["heaps_delivered"] > 400
+
+
+class TestFoundByFuzzing:
+    """Minimal reproductions of what the long run found."""
+
+    @pytest.mark.parametrize("dtype, shape, value", [
+        ("<U1", (), b"\xff\xff\xff\xff"),
+        (">U2", (3,), b"\x00\x00\x00\x41" * 5 + b"\x7f\xff\xff\xff"),
+        ([("a", ">U2"), ("b", "u1")], (1,), b"\xff" * 8 + b"\x05"),
+    ])
+    def test_unicode_values_beyond_u10ffff_are_value_errors(self, thread_pool, dtype, shape,
+                                                             value):
+        # A numpy 'U' item holds UCS-4 code units straight from the wire.
+        # numpy makes a str of one only when asked (indexing, a 0-d value,
+        # repr) and then raises SystemError for a code point past U+10FFFF,
+        # or, inside a structured value, makes a str Python does not allow.
+        # Seed 3, input 317317 of the long run hit it through update().
+        desc = spead2.Descriptor(0x1000, "u", "", shape, dtype=dtype)
+        raw = desc.to_raw(spead2.Flavour())
+        payload = raw + value
+        items = [(False, spead2.DESCRIPTOR_ID, 0), (False, 0x1000, len(raw))]
+        s = spead2.recv.Stream(thread_pool)
+        s.add_buffer_reader(packet(1, payload, 0, len(payload), items))
+        (heap,) = list(s)
+        with pytest.raises(ValueError, match="not Unicode code points"):
+            spead2.ItemGroup().update(heap)
+
+    def test_valid_unicode_values_still_decode(self, thread_pool):
+        desc = spead2.Descriptor(0x1000, "u", "", (2,), dtype="<U3")
+        raw = desc.to_raw(spead2.Flavour())
+        payload = raw + "ab\U0010ffffxyz".encode("utf-32-le")
+        items = [(False, spead2.DESCRIPTOR_ID, 0), (False, 0x1000, len(raw))]
+        s = spead2.recv.Stream(thread_pool)
+        s.add_buffer_reader(packet(1, payload, 0, len(payload), items))
+        ig = spead2.ItemGroup()
+        ig.update(next(iter(s)))
+        assert ig["u"].value.tolist() == ["ab\U0010ffff", "xyz"]

@@ -82,6 +82,41 @@ def _parse_numpy_header(header: str) -> Tuple[Shape, str, np.dtype]:
     return tuple(shape), "F" if fortran_order else "C", dtype
 
 
+def _unicode_runs(dtype: np.dtype, offset: int = 0) -> List[Tuple[int, int, str]]:
+    """Where numpy unicode (``U``) characters lie in one element of ``dtype``:
+    (byte offset, number of UCS-4 characters, byte order) for each run."""
+    if dtype.kind == "U":
+        order = dtype.byteorder if dtype.byteorder in "<>" else "="
+        return [(offset, dtype.itemsize // 4, order)]
+    if dtype.subdtype is not None:
+        base, shape = dtype.subdtype
+        runs = _unicode_runs(base)
+        count = math.prod(shape)
+        if base.kind == "U":
+            return [(offset, count * runs[0][1], runs[0][2])] if runs else []
+        return [(offset + k * base.itemsize + o, n, order)
+                for k in range(count) for o, n, order in runs]
+    runs = []
+    for name in dtype.names or ():
+        field_dtype, field_offset = dtype.fields[name][:2]
+        runs += _unicode_runs(field_dtype, offset + field_offset)
+    return runs
+
+
+def _check_unicode(data: memoryview, dtype: np.dtype, runs, what: str) -> None:
+    """ValueError if a ``U`` character of ``data`` (elements of ``dtype``) is
+    past U+10FFFF. numpy does not check received characters: it raises
+    SystemError when it makes a str of one (indexing, repr), or, inside a
+    structured value, makes a str that Python does not allow."""
+    count = data.nbytes // dtype.itemsize
+    for offset, n, order in runs:
+        if count and n:
+            codes = np.ndarray((count, n), np.dtype(order + "u4"), data, offset,
+                               (dtype.itemsize, 4))
+            if (codes > 0x10FFFF).any():
+                raise ValueError(f"{what} holds characters that are not Unicode code points")
+
+
 def _make_numpy_header(shape: Shape, dtype: np.dtype, order: str) -> str:
     return str({"descr": np.lib.format.dtype_to_descr(dtype),
                 "fortran_order": order == "F",
@@ -181,6 +216,7 @@ class Descriptor:
         self._wire_dtype: Optional[np.dtype] = wire_dtype
         self._bitfmt: Optional[BitFormat] = bitfmt
         self._is_str = format == [("c", 8)] and len(self._shape) == 1
+        self._unicode_runs = [] if wire_dtype is None else _unicode_runs(wire_dtype)
         self._chars = (wire_dtype is not None and wire_dtype.kind == "S"
                        and wire_dtype.itemsize == 1 and len(self._shape) == 1)
 
@@ -352,7 +388,7 @@ class Item(Descriptor):
         def general(raw):
             return item_ref()._decode_general(raw)
 
-        if wire is None or self._var_dim >= 0:
+        if wire is None or self._var_dim >= 0 or self._unicode_runs:
             return general
         frombuffer = np.frombuffer
         shape = self._shape
@@ -430,6 +466,8 @@ class Item(Descriptor):
         wire = self._wire_dtype
         if wire is None:
             return self._bitfmt.unpack(data, shape)
+        if self._unicode_runs:
+            _check_unicode(data, wire, self._unicode_runs, f"item {self.name!r} (ID {self.id:#x})")
         value = np.frombuffer(data, wire).reshape(shape, order=self._order)
         if new_order == "=":
             if not wire.isnative:
