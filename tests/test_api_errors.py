@@ -137,8 +137,8 @@ class TestAllocators:
 
 
 class TestFlavour:
-    @pytest.mark.parametrize("index, name", enumerate(
-        ["version", "item_pointer_bits", "heap_address_bits", "bug_compat"]))
+    @pytest.mark.parametrize("index, name", list(enumerate(
+        ["version", "item_pointer_bits", "heap_address_bits", "bug_compat"])))
     @pytest.mark.parametrize("bad", ["4", 4.0, None])
     def test_fields_not_integers(self, index, name, bad):
         args = [4, 64, 40, 0]
