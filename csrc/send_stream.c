@@ -203,16 +203,11 @@ static void drain_release(void *arg)
     send_stream_decref(s);
 }
 
-int send_stream_send_sync(send_stream *s, send_req *req)
+/* Append req to the queue (lock held); EBUSY when max_heaps are in flight. */
+static int enqueue_locked(send_stream *s, send_req *req)
 {
-    req->is_async = 0;
-    req->done = 0;
-    req->next = NULL;
-    pthread_mutex_lock(&s->lock);
-    if (s->in_flight >= s->max_heaps) {
-        pthread_mutex_unlock(&s->lock);
+    if (s->in_flight >= s->max_heaps)
         return EBUSY;
-    }
     assign_cnt(s, req);
     s->in_flight++;
     if (s->tail)
@@ -220,6 +215,19 @@ int send_stream_send_sync(send_stream *s, send_req *req)
     else
         s->head = req;
     s->tail = req;
+    return 0;
+}
+
+int send_stream_send_sync(send_stream *s, send_req *req)
+{
+    req->is_async = 0;
+    req->done = 0;
+    req->next = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (enqueue_locked(s, req) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        return EBUSY;
+    }
     if (!s->draining) {
         /* Nobody is sending, so the queue was empty: send it ourselves. */
         s->draining = 1;
@@ -241,17 +249,10 @@ int send_stream_send_async(send_stream *s, send_req *req)
     if (!s->tp || tpool_is_stopped(s->tp))
         return ESHUTDOWN;
     pthread_mutex_lock(&s->lock);
-    if (s->in_flight >= s->max_heaps) {
+    if (enqueue_locked(s, req) != 0) {
         pthread_mutex_unlock(&s->lock);
         return EBUSY;
     }
-    assign_cnt(s, req);
-    s->in_flight++;
-    if (s->tail)
-        s->tail->next = req;
-    else
-        s->head = req;
-    s->tail = req;
     if (!s->draining) {
         s->draining = 1;
         pthread_mutex_unlock(&s->lock);
