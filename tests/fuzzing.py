@@ -46,7 +46,8 @@ Why the tail cannot be disturbed by the input, by construction:
   outside the set of cnts of every packet the model decodes in the input
   (for UDP, in every input fed to that stream so far).
 - *Framing* (buffer only): a packet near the end of the input may claim a
-  payload that extends into the tail, or a header may straddle the
+  payload that extends into the tail (the reader skips a rejected packet
+  whole too, when its extent is known), or a header may straddle the
   boundary. Zero bytes are inserted between input and tail until the model
   frames the tail's first byte as a packet start (a swallowing packet ends
   inside the padding; zero bytes are never a plausible header).
@@ -183,15 +184,17 @@ def _next_header(data, pos, end):
 
 class Framing:
     """The outcome of :func:`frame`: the accepted packets, the number of
-    rejected decodes, where each packet or skip started, and whether
-    (and where) a STOP ended the reading."""
+    rejected decodes, where each decode started, the (start, end) of every
+    packet whose extent was known (accepted or not), and whether (and
+    where) a STOP ended the reading."""
 
-    __slots__ = ("packets", "bad", "starts", "stop_at")
+    __slots__ = ("packets", "bad", "starts", "spans", "stop_at")
 
     def __init__(self):
         self.packets = []
         self.bad = 0
         self.starts = set()
+        self.spans = []
         self.stop_at = None
 
 
@@ -202,6 +205,8 @@ def frame(data):
     while pos < end:
         out.starts.add(pos)
         pkt, extent = decode(data, pos, end)
+        if extent:
+            out.spans.append((pos, pos + extent))
         if pkt is None:
             out.bad += 1
             pos = pos + extent if extent else _next_header(data, pos, end)
@@ -799,15 +804,15 @@ class BufferTarget:
             fuzz_cnts = {p.cnt for p in framing.packets if p.pos < start}
             if start in framing.starts and not fuzz_cnts & {h.cnt for h in tail}:
                 return buf, tail, framing, start
-            crossing = [p for p in framing.packets if p.pos < start < p.pos + p.size]
-            if crossing:
-                pad += crossing[-1].pos + crossing[-1].size - start
-            else:
-                pad += 8
+            # a packet (accepted or rejected, its extent known) swallows the
+            # tail's start: pad until it ends inside the padding
+            crossing = [end for begin, end in framing.spans if begin < start < end]
+            pad += crossing[-1] - start if crossing else 8
         raise InvariantError("could not lay out the input and its tail apart")
 
     def run(self, data):
         rng = self.rng
+        self.tally.inputs += 1
         buf, tail, framing, start = self.layout(bytes(data))
         kwargs = random_stream_args(rng)
         stream = spead2.recv.Stream(self.tp, **kwargs)
@@ -848,7 +853,6 @@ class BufferTarget:
         stats = stream.stats
         self.tally.add_stats(None, stats)
         self.tally.heaps += heaps
-        self.tally.inputs += 1
         if stats.packets != len(framing.packets) or stats.bad_packets != framing.bad:
             raise InvariantError(
                 f"framing differs from the model: reader saw {stats.packets} packets and "
@@ -931,6 +935,7 @@ class UdpTarget:
                 time.sleep(0.0002)
 
     def run(self, datagrams):
+        self.tally.inputs += 1
         keep = []
         for dgram in datagrams:
             dgram = bytes(dgram[:MAX_DATAGRAM])
@@ -963,7 +968,6 @@ class UdpTarget:
                 wait_readable(self.stream.fd, min(deadline, time.monotonic() + 0.01))
         for h in tail:
             self.seen_cnts.add(h.cnt)
-        self.tally.inputs += 1
         if got_tail != [h.cnt for h in tail]:
             raise InvariantError(f"tail heaps {[h.cnt for h in tail]} sent, {got_tail} delivered")
         st = self.stream.stats
