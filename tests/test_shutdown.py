@@ -421,7 +421,7 @@ class TestInterpreterExit:
 
     def test_exit_after_the_thread_pool_was_stopped_under_live_streams(self):
         out = check_python("""
-            import socket
+            import select
             import spead2, spead2.recv, spead2.send
             from packets import packet
             tp = spead2.ThreadPool()
@@ -429,6 +429,9 @@ class TestInterpreterExit:
             s.add_buffer_reader(b"".join(packet(i, b"q", 0, 1) for i in range(1, 50)))
             s.add_udp_reader(0, bind_hostname="127.0.0.1")
             tx = spead2.send.UdpStream(tp, "127.0.0.1", 9)
+            # a heap is waiting in the ring before the pool stops
+            readable, _, _ = select.select([s.fd], [], [], 10)
+            assert readable, "no heap arrived within 10 s"
             tp.stop()
             print(len(list(s)), flush=True)
         """)
