@@ -523,6 +523,9 @@ out:
 /* ------------------------------------------------------------------ */
 /* stream life cycle */
 
+static int hold_for_pool_stop(void *arg);
+static void end_on_pool_stop(void *arg);
+
 recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size_t ring_heaps,
                              size_t max_heap_size, spead_allocator *alloc)
 {
@@ -556,6 +559,7 @@ recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size
     pthread_condattr_destroy(&ca);
     tpool_incref(tp);
     s->tp = tp;
+    s->stop_hook = tpool_add_stop_hook(tp, hold_for_pool_stop, end_on_pool_stop, s);
     s->bug_compat = bug_compat;
     s->max_heaps = max_heaps;
     s->ring_heaps = ring_heaps;
@@ -568,6 +572,28 @@ recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size
     return s;
 }
 
+/* Stop hook: take a reference unless the stream is already being destroyed. */
+static int hold_for_pool_stop(void *arg)
+{
+    recv_stream *s = arg;
+    int refs = __atomic_load_n(&s->refs, __ATOMIC_RELAXED);
+    while (refs > 0) {
+        if (__atomic_compare_exchange_n(&s->refs, &refs, refs + 1, 1,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+            return 1;
+    }
+    return 0;
+}
+
+/* Stop hook: no worker will serve the readers again, so end the stream now;
+ * this wakes blocked consumers and fd watchers alike. */
+static void end_on_pool_stop(void *arg)
+{
+    recv_stream *s = arg;
+    recv_stream_stop(s);
+    recv_stream_decref(s);
+}
+
 void recv_stream_incref(recv_stream *s)
 {
     __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
@@ -577,6 +603,7 @@ void recv_stream_decref(recv_stream *s)
 {
     if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
+    tpool_remove_stop_hook(s->tp, s->stop_hook);
     spead_reader *r = s->readers;
     while (r) {
         spead_reader *next = r->next;

@@ -108,6 +108,7 @@ typedef struct recv_stream {
     pthread_mutex_t ring_lock;
     pthread_cond_t ring_cond;  /* with ring_lock: heaps, end or log lines */
     tpool_t *tp;
+    void *stop_hook;           /* ends the stream when the pool stops */
     int bug_compat;
     size_t max_heaps;
     size_t ring_heaps;

@@ -34,8 +34,17 @@ typedef struct task {
     tpool_release_fn release;
 } task;
 
+typedef struct stop_hook {
+    tpool_hold_fn hold;
+    tpool_task_fn fire;
+    void *arg;
+    struct stop_hook *prev, *next;
+} stop_hook;
+
 struct tpool {
     int refs;
+    pthread_mutex_t hook_lock;
+    stop_hook *hooks;
     pthread_mutex_t lock;
     pthread_cond_t cond;   /* signalled when a running watch finishes */
     int epfd;
@@ -166,6 +175,7 @@ tpool_t *tpool_create(int nthreads, const int *affinity, int n_affinity, char *e
     }
     tp->refs = 1;
     tp->free_slot = -1;
+    pthread_mutex_init(&tp->hook_lock, NULL);
     pthread_mutex_init(&tp->lock, NULL);
     pthread_cond_init(&tp->cond, NULL);
     tp->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -233,6 +243,56 @@ void tpool_incref(tpool_t *tp)
     __atomic_add_fetch(&tp->refs, 1, __ATOMIC_RELAXED);
 }
 
+static void run_stop_hooks(tpool_t *tp)
+{
+    pthread_mutex_lock(&tp->hook_lock);
+    size_t n = 0;
+    for (stop_hook *h = tp->hooks; h; h = h->next)
+        n++;
+    stop_hook *held = n ? malloc(n * sizeof(*held)) : NULL;
+    size_t n_held = 0;
+    for (stop_hook *h = tp->hooks; h && held; h = h->next)
+        if (h->hold(h->arg))
+            held[n_held++] = *h;
+    pthread_mutex_unlock(&tp->hook_lock);
+    for (size_t i = 0; i < n_held; i++)
+        held[i].fire(held[i].arg);
+    free(held);
+}
+
+void *tpool_add_stop_hook(tpool_t *tp, tpool_hold_fn hold, tpool_task_fn fire, void *arg)
+{
+    stop_hook *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    h->hold = hold;
+    h->fire = fire;
+    h->arg = arg;
+    pthread_mutex_lock(&tp->hook_lock);
+    h->next = tp->hooks;
+    if (tp->hooks)
+        tp->hooks->prev = h;
+    tp->hooks = h;
+    pthread_mutex_unlock(&tp->hook_lock);
+    return h;
+}
+
+void tpool_remove_stop_hook(tpool_t *tp, void *handle)
+{
+    stop_hook *h = handle;
+    if (!h)
+        return;
+    pthread_mutex_lock(&tp->hook_lock);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        tp->hooks = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&tp->hook_lock);
+    free(h);
+}
+
 void tpool_stop(tpool_t *tp)
 {
     pthread_mutex_lock(&tp->lock);
@@ -262,6 +322,7 @@ void tpool_stop(tpool_t *tp)
         free(t);
         t = next;
     }
+    run_stop_hooks(tp);
 }
 
 void tpool_decref(tpool_t *tp)
@@ -271,6 +332,7 @@ void tpool_decref(tpool_t *tp)
     tpool_stop(tp);
     close(tp->epfd);
     close(tp->wakefd);
+    pthread_mutex_destroy(&tp->hook_lock);
     pthread_mutex_destroy(&tp->lock);
     pthread_cond_destroy(&tp->cond);
     free(tp->slots);

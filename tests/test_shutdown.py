@@ -124,6 +124,56 @@ class TestStoppingTheThreadPool:
         assert cnts == list(range(1, len(cnts) + 1)) and len(cnts) >= 2
 
 
+    def test_asyncio_waiters_end_when_the_pool_stops(self):
+        # The asyncio stream waits on the stream's fd, which only the stream
+        # can signal: stopping the pool must end the stream, not just the
+        # workers.
+        tp = spead2.ThreadPool()
+
+        async def main():
+            idle = spead2.recv.asyncio.Stream(tp)
+            idle.add_udp_reader(free_udp_port(), bind_hostname="127.0.0.1")
+            full = spead2.recv.asyncio.Stream(tp, ring_heaps=2)
+            full.add_buffer_reader(heap_bytes(100))
+            waiters = [asyncio.ensure_future(idle.get()) for _ in range(2)]
+            await asyncio.sleep(0.05)
+            assert not any(w.done() for w in waiters)
+            assert wait_for(lambda: full.stats.worker_blocked > 0)
+            tp.stop()
+            done, pending = await asyncio.wait(waiters, timeout=TIMEOUT)
+            assert not pending
+            for fut in done:
+                assert isinstance(fut.exception(), spead2.Stopped)
+            # heaps already in the ring are still handed out, then Stopped
+            cnts = []
+            with pytest.raises(spead2.Stopped):
+                while True:
+                    cnts.append((await asyncio.wait_for(full.get(), TIMEOUT)).cnt)
+            assert cnts == list(range(1, len(cnts) + 1)) and len(cnts) >= 2
+
+        asyncio.run(main())
+
+    def test_streams_dropped_while_the_pool_stops(self):
+        # The pool ends each live stream when it stops; streams collected at
+        # the same moment on other threads must neither be touched after
+        # they are freed nor hold the stop up.
+        for _ in range(20):
+            tp = spead2.ThreadPool()
+            streams = [spead2.recv.Stream(tp) for _ in range(8)]
+            for s in streams:
+                s.add_buffer_reader(heap_bytes(20))
+
+            def drop(streams=streams):
+                while streams:
+                    streams.pop()
+
+            dropper = threading.Thread(target=drop)
+            dropper.start()
+            call_with_timeout(tp.stop, TIMEOUT, "ThreadPool.stop")
+            dropper.join(TIMEOUT)
+            assert not dropper.is_alive()
+
+
 class TestStopWhileBusy:
     def test_stop_from_another_thread_during_udp_backpressure(self, thread_pool):
         s = spead2.recv.Stream(thread_pool, ring_heaps=2)
