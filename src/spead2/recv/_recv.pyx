@@ -69,8 +69,9 @@ cdef extern from "recv.h" nogil:
     void recv_stream_set_memcpy(recv_stream *s, int nontemporal)
     void recv_stream_stop(recv_stream *s)
     int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
-    size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)
-    void recv_stream_get_stats(recv_stream *s, spead_recv_stats *out)
+    int recv_stream_logs_pending(recv_stream *s)
+    size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max) nogil
+    void recv_stream_get_stats(recv_stream *s, spead_recv_stats *out) nogil
     int recv_stream_fd(recv_stream *s)
     int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len)
     int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
@@ -502,8 +503,10 @@ cdef class Stream:
         cdef size_t n, i
         if self.s == NULL:
             return
-        while True:
-            n = recv_stream_take_logs(self.s, entries, 16)
+        cdef recv_stream *s = self.s
+        while recv_stream_logs_pending(s):
+            with nogil:
+                n = recv_stream_take_logs(s, entries, 16)
             for i in range(n):
                 _logger.log(entries[i].level, "%s", entries[i].text.decode("utf-8", "replace"))
             if n < 16:
@@ -567,7 +570,9 @@ cdef class Stream:
     def stats(self) -> StreamStats:
         """A snapshot of the stream's counters."""
         cdef spead_recv_stats st
-        recv_stream_get_stats(self._get(), &st)
+        cdef recv_stream *s = self._get()
+        with nogil:
+            recv_stream_get_stats(s, &st)
         self._drain_logs()
         return StreamStats(
             packets=st.packets, batches=st.batches, max_batch=st.max_batch, heaps=st.heaps,
