@@ -41,8 +41,9 @@ SETTINGS = {
                    {"n_heaps": 16, "budget": 0.5, "rounds": 1}),
     "recv_small": ({"n_heaps": 50000, "budget": 3.0, "rounds": 2},
                    {"n_heaps": 10000, "budget": 0.5, "rounds": 1}),
-    "recv_udp": ({"rates": [0.25, 0.5, 1.0, 1.5, 2.0], "seconds": 0.5, "unthrottled_heaps": 512},
-                 {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 128}),
+    "recv_udp": ({"rates": [0.25, 0.5, 1.0, 1.5, 2.0], "seconds": 0.5, "unthrottled_heaps": 512,
+                  "sweeps": 3},
+                 {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 128, "sweeps": 1}),
     "send_bytes_large": ({"n_heaps": 128, "budget": 2.0, "rounds": 2},
                          {"n_heaps": 32, "budget": 0.5, "rounds": 1}),
     "send_udp_large": ({"n_heaps": 512, "budget": 2.0, "rounds": 2},
@@ -56,7 +57,10 @@ SCENARIO_NAMES = list(SETTINGS)
 class Runner:
     def __init__(self, ref_python, ours_python, timeout, log):
         self.pythons = {"ref": ref_python, "ours": ours_python}
-        self.envs = {"ref": refimpl.script_env(), "ours": dict(os.environ)}
+        # numpy's OpenBLAS otherwise starts a spinning helper thread per core,
+        # which competes with the threads being measured on a small machine
+        quiet = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        self.envs = {"ref": dict(refimpl.script_env(), **quiet), "ours": dict(os.environ, **quiet)}
         self.timeout = timeout
         self.log = log
         self.disabled = {}  # impl -> reason it cannot run at all
@@ -187,20 +191,30 @@ def udp_trial(runner, impl, rate_gbps, n_heaps):
     return record
 
 
-def bench_recv_udp(runner, s, work):
+def udp_sweep(runner, s, order):
+    """One rising-rate sweep for each receiver, then one unthrottled trial each."""
     trials = {"ref": [], "ours": []}
     lossy_in_a_row = {"ref": 0, "ours": 0}
     for rate in s["rates"]:
         n = int(min(max(rate * 1e9 * s["seconds"] / MiB, 64), 1024))
-        for impl in ("ref", "ours"):
+        for impl in order:
             if lossy_in_a_row[impl] >= 2 or (trials[impl] and not trials[impl][-1].get("ok")):
                 continue
             t = udp_trial(runner, impl, rate, n)
             trials[impl].append(t)
             lossy_in_a_row[impl] = lossy_in_a_row[impl] + 1 if t.get("lost") else 0
-    unthrottled = {impl: udp_trial(runner, impl, 0.0, s["unthrottled_heaps"])
-                   for impl in ("ref", "ours")}
+    unthrottled = {impl: udp_trial(runner, impl, 0.0, s["unthrottled_heaps"]) for impl in order}
     return {"trials": trials, "unthrottled": unthrottled}
+
+
+def bench_recv_udp(runner, s, work):
+    # Two processes share two cores here, so one sweep is at the mercy of the
+    # scheduler: repeat it, alternating which receiver goes first at each rate.
+    sweeps = []
+    for i in range(s["sweeps"]):
+        order = ("ref", "ours") if i % 2 == 0 else ("ours", "ref")
+        sweeps.append(udp_sweep(runner, s, order))
+    return {"sweeps": sweeps}
 
 
 def bench_send_bytes_large(runner, s, work):
@@ -264,6 +278,14 @@ def lossless_rate(trials):
     return best
 
 
+def median_or_none(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
 def build_report(results, meta, errors):
     lines = [
         "# Benchmarks: ours vs the reference spead2 4.5.1",
@@ -302,22 +324,33 @@ def build_report(results, meta, errors):
         row("Buffer receive, 1 KiB single-packet heaps, `ItemGroup.update` per heap",
             "heaps/s", results["recv_small"], "heaps_per_s")
     if "recv_udp" in results:
-        udp = results["recv_udp"]
-        best = {impl: lossless_rate(udp["trials"][impl]) for impl in ("ref", "ours")}
-        rss = {impl: max((t for t in udp["trials"][impl] if t.get("ok")),
+        sweeps = results["recv_udp"]["sweeps"]
+        best = {impl: median_or_none([lossless_rate(sw["trials"][impl]) for sw in sweeps])
+                for impl in ("ref", "ours")}
+        rss = {impl: max((t for sw in sweeps for t in sw["trials"][impl] if t.get("ok")),
                          key=lambda t: t.get("maxrss_kib", 0), default=None)
                for impl in ("ref", "ours")}
-        rows.append(f"| UDP loopback receive from the reference sender, 1 MiB heaps: highest "
-                    f"rate (as sent) with no heap lost at it or any lower rate | GB/s | {fmt_rate(best['ref'], 'GB/s')} | "
+        label = "highest rate (as sent) with no heap lost at it or any lower rate"
+        if len(sweeps) > 1:
+            label += f", median of {len(sweeps)} sweeps"
+        rows.append(f"| UDP loopback receive from the reference sender, 1 MiB heaps: {label} "
+                    f"| GB/s | {fmt_rate(best['ref'], 'GB/s')} | "
                     f"{fmt_rate(best['ours'], 'GB/s')} | {fmt_ratio(best['ours'], best['ref'])} | "
                     f"{fmt_rss(rss['ref'])} | {fmt_rss(rss['ours'])} |")
-        un = udp["unthrottled"]
-        loss = {impl: (100.0 * un[impl]["lost"] / un[impl]["sent"]
-                       if un[impl].get("ok") else None) for impl in ("ref", "ours")}
+        loss = {}
+        for impl in ("ref", "ours"):
+            un = [sw["unthrottled"][impl] for sw in sweeps if sw["unthrottled"][impl].get("ok")]
+            sent = sum(t["sent"] for t in un)
+            loss[impl] = 100.0 * sum(t["lost"] for t in un) / sent if sent else None
+        un_rss = {impl: max((sw["unthrottled"][impl] for sw in sweeps
+                             if sw["unthrottled"][impl].get("ok")),
+                            key=lambda t: t.get("maxrss_kib", 0), default=None)
+                  for impl in ("ref", "ours")}
         rows.append(
-            "| UDP loopback receive, reference sender unthrottled: heaps lost | % | "
+            "| UDP loopback receive, reference sender unthrottled: heaps lost"
+            + (f" (all {len(sweeps)} sweeps)" if len(sweeps) > 1 else "") + " | % | "
             + " | ".join("n/a" if loss[i] is None else f"{loss[i]:.1f}" for i in ("ref", "ours"))
-            + f" | | {fmt_rss(un['ref'])} | {fmt_rss(un['ours'])} |")
+            + f" | | {fmt_rss(un_rss['ref'])} | {fmt_rss(un_rss['ours'])} |")
     if "send_bytes_large" in results:
         row("Send 1 MiB heaps into `BytesStream` (8972-byte packets)", "GB/s",
             results["send_bytes_large"], "gbps")
@@ -334,32 +367,39 @@ def build_report(results, meta, errors):
                   "|---|---|---:|---:|---:|---:|---:|", *rows, ""]
 
     if "recv_udp" in results:
-        udp = results["recv_udp"]
-        lines += ["UDP loopback rate sweep (reference sender, 1 MiB heaps in 8972-byte packets; "
-                  "heaps lost of heaps sent; sender rate as achieved):", "",
-                  "| Target rate | Sender achieved | Reference receiver | Our receiver |",
-                  "|---:|---:|---:|---:|"]
+        sweeps = results["recv_udp"]["sweeps"]
+        lines += [f"UDP loopback rate sweeps ({len(sweeps)}; reference sender, 1 MiB heaps in "
+                  "8972-byte packets; per sweep: heaps lost of heaps sent, then the sender's "
+                  "achieved rate; a receiver is not tried again in a sweep after two lossy "
+                  "rates):", "",
+                  "| Target rate | Reference receiver | Our receiver |",
+                  "|---:|---|---|"]
         by_rate = {}
-        for impl in ("ref", "ours"):
-            for t in udp["trials"][impl]:
-                by_rate.setdefault(t["rate_gbps"], {})[impl] = t
-        for impl in ("ref", "ours"):
-            by_rate.setdefault("unthrottled", {})[impl] = udp["unthrottled"][impl]
-        for rate, pair in by_rate.items():
-            target = "unthrottled" if rate == "unthrottled" else f"{rate:.2f} GB/s"
-            sender = next((t["sender"] for t in pair.values()
-                           if t.get("sender", {}).get("ok")), None)
-            achieved = f"{sender['gbps']:.2f} GB/s" if sender else "n/a"
+        for k, sw in enumerate(sweeps):
+            for impl in ("ref", "ours"):
+                for t in sw["trials"][impl]:
+                    by_rate.setdefault(t["rate_gbps"], {}).setdefault(impl, {})[k] = t
+                by_rate.setdefault("unthrottled", {}).setdefault(impl, {})[k] = \
+                    sw["unthrottled"][impl]
 
-            def cell(t):
-                if t is None:
-                    return "not run"
-                if not t.get("ok"):
-                    return "n/a"
-                return f"{t['lost']} / {t['sent']}"
-            lines.append(f"| {target} | {achieved} | {cell(pair.get('ref'))} | "
-                         f"{cell(pair.get('ours'))} |")
-        lines.append("")
+        def cell(t):
+            if t is None:
+                return "-"
+            if not t.get("ok"):
+                return "n/a"
+            sender = t.get("sender") or {}
+            speed = f" @ {sender['gbps']:.2f}" if sender.get("ok") else ""
+            return f"{t['lost']}/{t['sent']}{speed}"
+
+        for rate, per_impl in by_rate.items():
+            target = "unthrottled" if rate == "unthrottled" else f"{rate:.2f} GB/s"
+            cells = ["; ".join(cell(per_impl.get(impl, {}).get(k)) for k in range(len(sweeps)))
+                     for impl in ("ref", "ours")]
+            lines.append(f"| {target} | {cells[0]} | {cells[1]} |")
+        per_sweep = {impl: ", ".join(fmt_rate(lossless_rate(sw["trials"][impl]), "GB/s")
+                                     for sw in sweeps) for impl in ("ref", "ours")}
+        lines += ["", f"Lossless rate in each sweep (GB/s as sent): reference {per_sweep['ref']}; "
+                  f"ours {per_sweep['ours']}.", ""]
 
     if errors:
         lines += ["Not measured:", ""]
@@ -381,9 +421,10 @@ def collect_errors(results):
 
     for name, pair in results.items():
         if name == "recv_udp":
-            for impl in ("ref", "ours"):
-                for t in pair["trials"][impl] + [pair["unthrottled"][impl]]:
-                    add(name, impl, t)
+            for sweep in pair["sweeps"]:
+                for impl in ("ref", "ours"):
+                    for t in sweep["trials"][impl] + [sweep["unthrottled"][impl]]:
+                        add(name, impl, t)
         else:
             for impl, result in pair.items():
                 add(name, impl, result)
