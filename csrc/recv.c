@@ -731,33 +731,8 @@ static void resume_readers_locked(recv_stream *s)
     }
 }
 
-/* How long a consumer polls for the next heap before it sleeps.  Waking a
- * sleeping thread costs tens of microseconds (more on virtual machines),
- * which at gigabytes per second is long enough for the ring to fill and the
- * readers to stall; a heap that arrives within this window is taken at
- * once. */
-#define POP_SPIN_NS 50000
-
-static void spin_for_ring(recv_stream *s)
-{
-    int64_t until = monotonic_ns() + POP_SPIN_NS;
-    for (;;) {
-        for (int i = 0; i < 64; i++) {
-            if (__atomic_load_n(&s->ring_count, __ATOMIC_ACQUIRE) > 0
-                || __atomic_load_n(&s->ended, __ATOMIC_ACQUIRE))
-                return;
-#if defined(__x86_64__) || defined(__i386__)
-            __builtin_ia32_pause();
-#endif
-        }
-        if (monotonic_ns() >= until)
-            return;
-    }
-}
-
 int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
 {
-    int spun = 0;
     struct timespec deadline;
     if (timeout_ms > 0) {
         clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -795,13 +770,6 @@ int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
         if (timeout_ms == 0 || __atomic_load_n(&s->log_count, __ATOMIC_RELAXED) > 0) {
             pthread_mutex_unlock(&s->ring_lock);
             return -1;
-        }
-        if (!spun) {
-            spun = 1;
-            pthread_mutex_unlock(&s->ring_lock);
-            spin_for_ring(s);
-            pthread_mutex_lock(&s->ring_lock);
-            continue;
         }
         if (timeout_ms < 0) {
             pthread_cond_wait(&s->ring_cond, &s->ring_lock);
