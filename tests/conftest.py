@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 
 import refimpl
@@ -12,3 +14,15 @@ def ref_python():
         return refimpl.RefPython(refimpl.ensure_ref_python())
     except refimpl.RefUnavailable as exc:
         pytest.skip(f"the reference spead2 {refimpl.REF_VERSION} could not be installed: {exc}")
+
+
+@pytest.fixture
+def receiver():
+    """A plain UDP socket on 127.0.0.1 (4 MiB buffer, 5 s timeout) to capture
+    what a sender writes."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5.0)
+    yield sock
+    sock.close()

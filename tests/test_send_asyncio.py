@@ -24,16 +24,6 @@ def thread_pool():
     pool.stop()
 
 
-@pytest.fixture
-def receiver():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(5.0)
-    yield sock
-    sock.close()
-
-
 def data_heap(data: bytes, id: int = 0x1000) -> spead2.send.Heap:
     heap = spead2.send.Heap()
     heap.add_item(StandInItem(id, data, variable=True))

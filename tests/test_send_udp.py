@@ -20,16 +20,6 @@ def thread_pool():
     pool.stop()
 
 
-@pytest.fixture
-def receiver():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(RECV_TIMEOUT)
-    yield sock
-    sock.close()
-
-
 def receive(sock, count):
     return [sock.recv(65536) for _ in range(count)]
 
