@@ -2,7 +2,6 @@
 the event loop."""
 
 import asyncio
-import socket
 import sys
 import threading
 import time
