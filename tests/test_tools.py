@@ -41,11 +41,11 @@ def tool_cmd(tool: str, *args: str) -> List[str]:
     return [sys.executable, "-m", f"spead2.tools.{tool}", *args]
 
 
-def run_tool(tool: str, *args: str, timeout: float = 30.0,
-             stdin: Optional[bytes] = None) -> subprocess.CompletedProcess:
+def run_tool(tool: str, *args: str, timeout: float = 30.0, stdin: Optional[bytes] = None,
+             env: Optional[dict] = None) -> subprocess.CompletedProcess:
     return subprocess.run(tool_cmd(tool, *args), capture_output=True, timeout=timeout,
-                          env=tool_env(), input=stdin.decode("latin-1") if stdin else None,
-                          text=True)
+                          env=env or tool_env(), text=True,
+                          input=stdin.decode("latin-1") if stdin else None)
 
 
 def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
@@ -334,10 +334,14 @@ def test_recv_stats_with_rich_draws_a_table(capture):
     assert "ring waits" in result.stdout and "per second" in result.stdout
 
 
-@pytest.mark.skipif(_has_rich(), reason="rich is installed")
-def test_recv_stats_display_rich_without_rich_is_one_line_error(capture):
+def test_recv_stats_display_rich_without_rich_is_one_line_error(capture, tmp_path):
+    # a stand-in package that fails to import hides an installed rich
+    (tmp_path / "rich").mkdir()
+    (tmp_path / "rich" / "__init__.py").write_text("raise ImportError('rich hidden')\n")
+    env = tool_env()
+    env["PYTHONPATH"] = os.pathsep.join((str(tmp_path), env["PYTHONPATH"]))
     cap = capture("--heaps", "1", "--heap-size", "100")
-    result = run_tool("recv", "--file", str(cap), "--stats", "--display", "rich")
+    result = run_tool("recv", "--file", str(cap), "--stats", "--display", "rich", env=env)
     assert_one_error_line(result, "spead2-recv", "rich")
 
 
