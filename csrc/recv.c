@@ -578,6 +578,10 @@ recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size
     s->copy = memcpy;
     s->log_budget = LOG_BUDGET;
     s->log_period_start = monotonic_ns();
+    /* a pool that has already stopped will never serve this stream (and its
+     * stop hooks have run): the stream starts out ended */
+    if (tpool_is_stopped(tp))
+        recv_stream_stop(s);
     return s;
 }
 

@@ -11,6 +11,7 @@ with a timeout.
 import asyncio
 import gc
 import random
+import select
 import socket
 import threading
 import time
@@ -150,6 +151,24 @@ class TestStoppingTheThreadPool:
                 while True:
                     cnts.append((await asyncio.wait_for(full.get(), TIMEOUT)).cnt)
             assert cnts == list(range(1, len(cnts) + 1)) and len(cnts) >= 2
+
+        asyncio.run(main())
+
+    def test_streams_made_after_the_pool_stopped_are_ended(self):
+        tp = spead2.ThreadPool()
+        tp.stop()
+        s = spead2.recv.Stream(tp)
+        # the end is ready at once, so the fd says so before anyone calls get
+        readable, _, _ = select.select([s.fd], [], [], 0)
+        assert readable == [s.fd]
+        s.add_buffer_reader(heap_bytes(3))  # logged and ignored: nothing would read it
+        with pytest.raises(spead2.Stopped):
+            s.get_nowait()
+
+        async def main():
+            a = spead2.recv.asyncio.Stream(tp)
+            with pytest.raises(spead2.Stopped):
+                await asyncio.wait_for(a.get(), TIMEOUT)
 
         asyncio.run(main())
 
