@@ -1,5 +1,6 @@
 # Typed interface to the shared compiled core: thread pool and allocators.
 from libc.stdint cimport int64_t, uint32_t
+from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 
 cdef extern from "tpool.h" nogil:
     ctypedef struct tpool_t:
@@ -63,3 +64,25 @@ cdef class MemoryPool(MemoryAllocator):
     cdef object _thread_pool
     cdef object _underlying
     cdef readonly size_t lower, upper, max_free, initial, low_water
+
+
+cdef inline void fill_byte_view(Py_buffer *view, object owner, void *buf, Py_ssize_t length,
+                                bint readonly, int flags) noexcept:
+    """Fill ``view`` as a one-dimensional view of ``length`` unsigned bytes at ``buf``."""
+    view.buf = buf
+    view.obj = owner
+    view.len = length
+    view.readonly = readonly
+    view.itemsize = 1
+    view.format = NULL
+    if flags & PyBUF_FORMAT:
+        view.format = b"B"
+    view.ndim = 1
+    view.shape = NULL
+    if flags & PyBUF_ND:
+        view.shape = &view.len
+    view.strides = NULL
+    if flags & PyBUF_STRIDES:
+        view.strides = &view.itemsize
+    view.suboffsets = NULL
+    view.internal = NULL

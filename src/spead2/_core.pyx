@@ -3,7 +3,6 @@
 """Thread pool and heap-memory allocators shared by receive and send."""
 
 from libc.stdlib cimport malloc, free
-from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 
 from spead2._args import as_index
 
@@ -126,23 +125,7 @@ cdef class Buffer:
         return self.size
 
     def __getbuffer__(self, Py_buffer *view, int flags):
-        view.buf = self.data
-        view.obj = self
-        view.len = self.size
-        view.readonly = 0
-        view.itemsize = 1
-        view.format = NULL
-        if flags & PyBUF_FORMAT:
-            view.format = b"B"
-        view.ndim = 1
-        view.shape = NULL
-        if flags & PyBUF_ND:
-            view.shape = &view.len
-        view.strides = NULL
-        if flags & PyBUF_STRIDES:
-            view.strides = &view.itemsize
-        view.suboffsets = NULL
-        view.internal = NULL
+        fill_byte_view(view, self, self.data, self.size, False, flags)
         self.exports += 1
 
     def __releasebuffer__(self, Py_buffer *view):

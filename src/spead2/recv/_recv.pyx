@@ -6,14 +6,14 @@ import logging
 import socket as _socket
 import time
 
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, free, qsort
 from libc.string cimport memcpy
 
 from spead2._core cimport (ThreadPool, MemoryAllocator, Buffer, spead_allocator, tpool_t,
-                           spead_malloc_allocator_new, spead_allocator_decref)
+                           spead_malloc_allocator_new, spead_allocator_decref, fill_byte_view)
 
 import spead2
 from spead2._args import as_index
@@ -141,30 +141,10 @@ cdef class RawItem:
     cdef object owner
     cdef const unsigned char *ptr
     cdef Py_ssize_t length
-    cdef Py_ssize_t shape[1]
-    cdef Py_ssize_t strides[1]
     cdef unsigned char immediate[8]
 
     def __getbuffer__(self, Py_buffer *view, int flags):
-        view.buf = <void *> self.ptr
-        view.obj = self
-        view.len = self.length
-        view.readonly = 1
-        view.itemsize = 1
-        view.format = NULL
-        if flags & PyBUF_FORMAT:
-            view.format = b"B"
-        view.ndim = 1
-        self.shape[0] = self.length
-        self.strides[0] = 1
-        view.shape = NULL
-        if flags & PyBUF_ND:
-            view.shape = self.shape
-        view.strides = NULL
-        if flags & PyBUF_STRIDES:
-            view.strides = self.strides
-        view.suboffsets = NULL
-        view.internal = NULL
+        fill_byte_view(view, self, <void *> self.ptr, self.length, True, flags)
 
     def __releasebuffer__(self, Py_buffer *view):
         pass
