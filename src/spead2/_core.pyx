@@ -55,7 +55,13 @@ cdef class ThreadPool:
         return self._tp
 
     def stop(self) -> None:
-        """Stop the worker threads. Streams using the pool stop being served."""
+        """Stop the worker threads.
+
+        Receive streams using the pool end: their consumers (blocking,
+        polling or asyncio) get the heaps already queued, then
+        :exc:`spead2.Stopped`. Synchronous sends still complete, on the
+        calling thread; asynchronous sends fail.
+        """
         if self._tp != NULL:
             with nogil:
                 tpool_stop(self._tp)
