@@ -144,9 +144,9 @@ void recv_stream_stop(recv_stream *s);
  * thread pool has stopped is stopped here (nothing can serve its readers).
  * Returns 1 with *out set, 0 when ended and drained, -1 on timeout. */
 int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms);
-/* Copy out up to max queued log lines (oldest first); returns the count. */
 /* Non-zero when log lines are waiting for recv_stream_take_logs. */
 int recv_stream_logs_pending(recv_stream *s);
+/* Copy out up to max queued log lines (oldest first); returns the count. */
 size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max);
 void recv_stream_get_stats(recv_stream *s, spead_recv_stats *out);
 int recv_stream_fd(recv_stream *s);
