@@ -162,23 +162,39 @@ static inline void skip_exhausted(send_packetizer *pz)
     }
 }
 
-void send_packetizer_copy(send_packetizer *pz, uint8_t *out, size_t len)
+/* Take the next contiguous piece of payload, at most ``len`` bytes (and at
+ * most ``max_pad`` of padding past the items' data), and advance past it.
+ * ``*data`` points into an item, or is NULL for padding (zero bytes). */
+static size_t next_piece(send_packetizer *pz, size_t len, size_t max_pad, const uint8_t **data)
 {
-    while (len > 0) {
-        if (pz->cur_offset >= pz->layout.payload_size) {
-            memset(out, 0, len);
-            pz->cur_offset += len;
-            return;
-        }
+    if (pz->cur_offset >= pz->layout.payload_size) {
+        *data = NULL;
+        if (len > max_pad)
+            len = max_pad;
+    } else {
         skip_exhausted(pz);
         const send_item *it = &pz->items[pz->cur_item];
         uint64_t avail = it->length - pz->cur_item_offset;
-        size_t n = avail < len ? (size_t) avail : len;
-        memcpy(out, it->data + pz->cur_item_offset, n);
+        if (avail < len)
+            len = (size_t) avail;
+        *data = it->data + pz->cur_item_offset;
+        pz->cur_item_offset += len;
+    }
+    pz->cur_offset += len;
+    return len;
+}
+
+void send_packetizer_copy(send_packetizer *pz, uint8_t *out, size_t len)
+{
+    while (len > 0) {
+        const uint8_t *data;
+        size_t n = next_piece(pz, len, len, &data);
+        if (data)
+            memcpy(out, data, n);
+        else
+            memset(out, 0, n);
         out += n;
         len -= n;
-        pz->cur_item_offset += n;
-        pz->cur_offset += n;
     }
 }
 
@@ -194,25 +210,12 @@ int send_packetizer_segments(send_packetizer *pz, size_t len, struct iovec *segs
             pz->cur_offset = save_offset;
             return -1;
         }
-        if (pz->cur_offset >= pz->layout.payload_size) {
-            size_t n = len < sizeof(zeros) ? len : sizeof(zeros);
-            segs[n_segs].iov_base = (void *) zeros;
-            segs[n_segs].iov_len = n;
-            n_segs++;
-            len -= n;
-            pz->cur_offset += n;
-            continue;
-        }
-        skip_exhausted(pz);
-        const send_item *it = &pz->items[pz->cur_item];
-        uint64_t avail = it->length - pz->cur_item_offset;
-        size_t n = avail < len ? (size_t) avail : len;
-        segs[n_segs].iov_base = (void *) (it->data + pz->cur_item_offset);
+        const uint8_t *data;
+        size_t n = next_piece(pz, len, sizeof(zeros), &data);
+        segs[n_segs].iov_base = (void *) (data ? data : zeros);
         segs[n_segs].iov_len = n;
         n_segs++;
         len -= n;
-        pz->cur_item_offset += n;
-        pz->cur_offset += n;
     }
     return n_segs;
 }

@@ -203,11 +203,18 @@ static void drain_release(void *arg)
     send_stream_decref(s);
 }
 
-/* Append req to the queue (lock held); EBUSY when max_heaps are in flight. */
-static int enqueue_locked(send_stream *s, send_req *req)
+/* Take the lock and append req to the queue. Returns 0 with the lock still
+ * held, or EBUSY (lock released) when max_heaps are in flight. */
+static int lock_and_enqueue(send_stream *s, send_req *req, int is_async)
 {
-    if (s->in_flight >= s->max_heaps)
+    req->is_async = is_async;
+    req->done = 0;
+    req->next = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->in_flight >= s->max_heaps) {
+        pthread_mutex_unlock(&s->lock);
         return EBUSY;
+    }
     assign_cnt(s, req);
     s->in_flight++;
     if (s->tail)
@@ -220,14 +227,8 @@ static int enqueue_locked(send_stream *s, send_req *req)
 
 int send_stream_send_sync(send_stream *s, send_req *req)
 {
-    req->is_async = 0;
-    req->done = 0;
-    req->next = NULL;
-    pthread_mutex_lock(&s->lock);
-    if (enqueue_locked(s, req) != 0) {
-        pthread_mutex_unlock(&s->lock);
+    if (lock_and_enqueue(s, req, 0) != 0)
         return EBUSY;
-    }
     if (!s->draining) {
         /* Nobody is sending, so the queue was empty: send it ourselves. */
         s->draining = 1;
@@ -243,16 +244,10 @@ int send_stream_send_sync(send_stream *s, send_req *req)
 
 int send_stream_send_async(send_stream *s, send_req *req)
 {
-    req->is_async = 1;
-    req->done = 0;
-    req->next = NULL;
     if (!s->tp || tpool_is_stopped(s->tp))
         return ESHUTDOWN;
-    pthread_mutex_lock(&s->lock);
-    if (enqueue_locked(s, req) != 0) {
-        pthread_mutex_unlock(&s->lock);
+    if (lock_and_enqueue(s, req, 1) != 0)
         return EBUSY;
-    }
     if (!s->draining) {
         s->draining = 1;
         pthread_mutex_unlock(&s->lock);
