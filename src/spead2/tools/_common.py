@@ -193,6 +193,10 @@ def endpoint_arg(text: str) -> Endpoint:
     return Endpoint(host, port)
 
 
+INTERFACE_HELP = ("interface for multicast: its IPv4 address for an IPv4 group, its index or "
+                  "name for an IPv6 group")
+
+
 def multicast_interface(endpoint: Endpoint, interface: Optional[str]) -> Union[str, int]:
     """The interface to use for the multicast group ``endpoint``: an IPv4
     address (``''`` to let the OS choose) or an IPv6 interface index (``0``

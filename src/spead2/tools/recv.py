@@ -19,11 +19,11 @@ import numpy as np
 import spead2
 import spead2.recv
 
-from ._common import (BUG_COMPAT_HELP, Endpoint, ToolError, add_verbosity_arg, affinity_arg,
-                      bug_compat_arg, check_multicast_options, endpoint_arg, format_bytes,
-                      format_rate, make_parser, multicast_interface, positive_size_arg,
-                      print_json, read_capture, run_tool, seconds_arg, setup_complete,
-                      size_arg)
+from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
+                      affinity_arg, bug_compat_arg, check_multicast_options, endpoint_arg,
+                      format_bytes, format_rate, make_parser, multicast_interface,
+                      positive_size_arg, print_json, read_capture, run_tool, seconds_arg,
+                      setup_complete, size_arg)
 
 PROG = "spead2-recv"
 
@@ -62,8 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="read the packets from a capture file ('-' for standard input) "
                              "instead of UDP")
     parser.add_argument("--interface", metavar="ADDR|INDEX",
-                        help="interface for multicast: its IPv4 address for an IPv4 group, its "
-                             "index or name for an IPv6 group")
+                        help=INTERFACE_HELP)
 
     out = parser.add_argument_group("output")
     out.add_argument("--stats", action="store_true",

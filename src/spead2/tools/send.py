@@ -24,7 +24,7 @@ import numpy as np
 import spead2
 import spead2.send
 
-from ._common import (BUG_COMPAT_HELP, Endpoint, ToolError, add_verbosity_arg,
+from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
                       bug_compat_arg, check_multicast_options, describe_error, endpoint_arg,
                       format_bytes, format_rate, make_parser, multicast_interface, open_output,
                       positive_size_arg, print_json, rate_arg, read_capture, run_tool,
@@ -96,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--ttl", type=int, default=None, metavar="N",
                      help="multicast TTL or hop limit (default 1)")
     net.add_argument("--interface", metavar="ADDR|INDEX",
-                     help="interface for multicast: its IPv4 address for an IPv4 group, its "
-                          "index or name for an IPv6 group")
+                     help=INTERFACE_HELP)
 
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true",
