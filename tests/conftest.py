@@ -3,6 +3,7 @@ import socket
 import pytest
 
 import refimpl
+import spead2
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +27,11 @@ def receiver():
     sock.settimeout(5.0)
     yield sock
     sock.close()
+
+
+@pytest.fixture
+def thread_pool():
+    """A fresh ``spead2.ThreadPool`` for one test, stopped afterwards."""
+    pool = spead2.ThreadPool()
+    yield pool
+    pool.stop()

@@ -85,6 +85,7 @@ from spead2._codec import RawDescriptor, encode_raw_descriptor  # noqa: E402
 
 import itemsets  # noqa: E402
 from packets import heap_packets  # noqa: E402
+from ports import free_udp_port  # noqa: E402
 
 #: Exceptions ItemGroup.update may raise for a bad heap (documented).
 ALLOWED_UPDATE_ERRORS = (ValueError, TypeError, UnicodeDecodeError)
@@ -877,9 +878,7 @@ class UdpTarget:
         self.max_size = max_size
         self.stream = spead2.recv.Stream(tp, **(stream_kwargs or {"max_heaps": 4,
                                                                   "ring_heaps": 8}))
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_udp_port()
         self.stream.add_udp_reader(self.port, max_size=max_size, bind_hostname="127.0.0.1",
                                    buffer_size=4 << 20)
         self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

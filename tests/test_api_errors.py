@@ -26,14 +26,13 @@ class TestRecvSizesBeyondMemory:
             import socket, time
             import spead2, spead2.recv
             from packets import packet
+            from ports import free_udp_port
 
             tp = spead2.ThreadPool()
             tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             for max_size in (2**40, 2**58, 2**64 - 1):
                 s = spead2.recv.Stream(tp)
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                    probe.bind(("127.0.0.1", 0))
-                    port = probe.getsockname()[1]
+                port = free_udp_port()
                 s.add_udp_reader(port, max_size=max_size, bind_hostname="127.0.0.1")
                 payload = bytes(range(256)) * 200
                 tx.sendto(packet(7, payload, 0, len(payload), [(False, 0x1000, 0)]),

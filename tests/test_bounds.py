@@ -31,6 +31,7 @@ import spead2
 import spead2.recv
 from isolated import check_python
 from packets import header, heap_packets, packet, pointer
+from ports import free_udp_port
 from refimpl import call_with_timeout
 
 
@@ -125,12 +126,6 @@ def spead2_log():
     yield handler
     logger.removeHandler(handler)
     logger.setLevel(old_level)
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def log_line_limit(seconds):

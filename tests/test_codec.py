@@ -263,7 +263,6 @@ class TestDecode:
 
 
 def raw_descriptors(hab):
-    id_bits = min(hab, 63 - hab)
     size_max = (1 << min(hab, 56)) - 1
     bits_max = (1 << min(64 - hab, 24)) - 1
     text = st.binary(max_size=20)

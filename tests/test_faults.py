@@ -19,6 +19,7 @@ import spead2
 import spead2.recv
 import spead2.send
 from packets import heap_packets
+from ports import free_udp_port
 from refimpl import call_with_timeout
 
 N_HEAPS = 400
@@ -124,13 +125,6 @@ def drain(stream, timeout=30):
     return call_with_timeout(lambda: list(stream), timeout, "draining the stream")
 
 
-@pytest.fixture(scope="module")
-def thread_pool():
-    tp = spead2.ThreadPool()
-    yield tp
-    tp.stop()
-
-
 @pytest.mark.parametrize("profile", sorted(PROFILES))
 @pytest.mark.parametrize("seed", [1, 2])
 def test_buffer(thread_pool, profile, seed):
@@ -179,16 +173,12 @@ def send_paced(tx, port, packets, stream, base):
             time.sleep(0.001)
 
 
-@pytest.mark.parametrize("profile", sorted(PROFILES))
-def test_udp(thread_pool, profile):
-    rng = random.Random(f"udp:{profile}")
-    heaps = make_heaps(rng)
-    faults = PROFILES[profile]
-    arrivals = faults.apply(rng, heaps)
-    stream = spead2.recv.Stream(thread_pool, max_heaps=16, ring_heaps=1024)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def receive_over_udp(thread_pool, arrivals, max_heaps):
+    """Send the packets of ``arrivals`` (``(index, packet)`` pairs) in order to
+    a new stream's UDP reader on 127.0.0.1; return the stream, stopped, and
+    the heaps it delivered."""
+    stream = spead2.recv.Stream(thread_pool, max_heaps=max_heaps, ring_heaps=1024)
+    port = free_udp_port()
     stream.add_udp_reader(port, bind_hostname="127.0.0.1", buffer_size=4 << 20)
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -196,7 +186,16 @@ def test_udp(thread_pool, profile):
     finally:
         tx.close()
     stream.stop()
-    delivered = drain(stream)
+    return stream, drain(stream)
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_udp(thread_pool, profile):
+    rng = random.Random(f"udp:{profile}")
+    heaps = make_heaps(rng)
+    faults = PROFILES[profile]
+    arrivals = faults.apply(rng, heaps)
+    stream, delivered = receive_over_udp(thread_pool, arrivals, max_heaps=16)
     check_delivery(heaps, arrivals, delivered, stream.stats, faults.loss == 0 and faults.far == 0)
 
 
@@ -213,18 +212,7 @@ def test_udp_heaps_interleaved_from_two_senders(thread_pool):
         src = arr_a if arr_a and (not arr_b or rng.random() < 0.5) else arr_b
         index, pkt = src.pop(0)
         merged.append((index if src is arr_a else index + len(a), pkt))
-    stream = spead2.recv.Stream(thread_pool, max_heaps=32, ring_heaps=1024)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    stream.add_udp_reader(port, bind_hostname="127.0.0.1", buffer_size=4 << 20)
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        send_paced(tx, port, [pkt for _, pkt in merged], stream, 0)
-    finally:
-        tx.close()
-    stream.stop()
-    delivered = drain(stream)
+    stream, delivered = receive_over_udp(thread_pool, merged, max_heaps=32)
     check_delivery(a + b, merged, delivered, stream.stats, False)
     assert len(delivered) > 150
 

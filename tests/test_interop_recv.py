@@ -6,8 +6,6 @@ set in every flavour, into a file and over UDP loopback; our
 the documented API only. Skipped only when the reference cannot be installed.
 """
 
-import socket
-
 import pytest
 
 import spead2
@@ -15,6 +13,7 @@ import spead2.recv
 
 import itemsets
 from itemsets import FLAVOURS, ITEM_SETS
+from ports import free_udp_port
 from refimpl import call_with_timeout
 
 pytestmark = pytest.mark.interop
@@ -22,14 +21,6 @@ pytestmark = pytest.mark.interop
 N_HEAPS = 4
 TIMEOUT = 30.0
 UDP_RATE = 1e8  # bytes/s: slow enough that loopback never drops
-
-
-def free_udp_port(host="127.0.0.1"):
-    """A port that was free a moment ago (another process may take it: retry)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def add_udp_reader_on_free_port(stream, host="127.0.0.1", attempts=10):

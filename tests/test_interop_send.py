@@ -14,7 +14,6 @@ import spead2
 import spead2.send
 
 import itemsets
-import refimpl
 from itemsets import FLAVOURS, ITEM_SETS
 from refimpl import call_with_timeout
 

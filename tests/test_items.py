@@ -1,7 +1,5 @@
 """Descriptor, Item and ItemGroup: validation, wire conversions and value mapping."""
 
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st

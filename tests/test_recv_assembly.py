@@ -11,13 +11,6 @@ import spead2.recv
 from packets import concat, header, heap_packets, packet, pointer, start_packet, stop_packet
 
 
-@pytest.fixture
-def thread_pool():
-    tp = spead2.ThreadPool()
-    yield tp
-    tp.stop()
-
-
 def receive(tp, data, **kwargs):
     stream = spead2.recv.Stream(tp, **kwargs)
     stream.add_buffer_reader(data)

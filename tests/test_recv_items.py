@@ -8,13 +8,6 @@ import spead2.recv
 from packets import concat, heap_packets, packet
 
 
-@pytest.fixture
-def thread_pool():
-    tp = spead2.ThreadPool()
-    yield tp
-    tp.stop()
-
-
 def heap_with(descriptors, values, cnt=1, hab=40, bug_compat=0, packet_payload=1400):
     """Packets of one heap carrying descriptor blobs and (id, bytes) values."""
     flavour = spead2.Flavour(4, 64, hab, bug_compat)

@@ -17,7 +17,8 @@ import pytest
 import spead2
 import spead2.recv
 from isolated import check_python
-from packets import packet, stop_packet
+from packets import packet
+from ports import free_udp_port
 
 HEAPS = 100_000
 
@@ -105,9 +106,7 @@ def udp_reader_memory_and_fds_flat(allocator):
     # buffers) alive until the next heap replaces them
     ig = spead2.ItemGroup()
     ig.add_item(0x1000, "u", "", (64,), dtype=np.uint8)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     s.add_udp_reader(port, bind_hostname="127.0.0.1")
     base_fds = open_fds()
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -156,9 +155,7 @@ def test_streams_garbage_collected_while_running():
     for _ in range(50):
         s = spead2.recv.Stream(tp, ring_heaps=1)
         s.add_buffer_reader(small_heaps(100))
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = free_udp_port()
         s.add_udp_reader(port, bind_hostname="127.0.0.1", buffer_size=0)
         del s
     gc.collect()

@@ -20,13 +20,6 @@ def heap_bytes(n, size=16, start=1):
                   for i in range(start, start + n))
 
 
-@pytest.fixture
-def thread_pool():
-    tp = spead2.ThreadPool()
-    yield tp
-    tp.stop()
-
-
 def wait_for(predicate, timeout=5.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

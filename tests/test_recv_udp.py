@@ -13,19 +13,7 @@ import pytest
 import spead2
 import spead2.recv
 from packets import heap_packets, packet, stop_packet
-
-
-def free_port(family=socket.AF_INET, host="127.0.0.1"):
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def thread_pool():
-    tp = spead2.ThreadPool()
-    yield tp
-    tp.stop()
+from ports import free_udp_port
 
 
 def send_all(packets, addr, family=socket.AF_INET, setup=None):
@@ -59,7 +47,7 @@ def sample_heaps(n, size=3000, first=1):
 
 class TestUnicast:
     def test_bind_hostname(self, thread_pool):
-        port = free_port()
+        port = free_udp_port()
         s = spead2.recv.Stream(thread_pool, ring_heaps=16)
         s.add_udp_reader(port, bind_hostname="127.0.0.1")
         send_all(sample_heaps(5) + [stop_packet()], ("127.0.0.1", port))
@@ -70,7 +58,7 @@ class TestUnicast:
             s.get()
 
     def test_keyword_arguments_and_defaults(self, thread_pool):
-        port = free_port()
+        port = free_udp_port()
         s = spead2.recv.Stream(thread_pool)
         s.add_udp_reader(port=port, max_size=spead2.recv.DEFAULT_UDP_MAX_SIZE,
                          buffer_size=0, bind_hostname="localhost")
@@ -82,7 +70,7 @@ class TestUnicast:
         if not socket.has_ipv6:
             pytest.skip("no IPv6 support")
         try:
-            port = free_port(socket.AF_INET6, "::1")
+            port = free_udp_port("::1")
         except OSError as exc:
             pytest.skip(f"::1 unavailable: {exc}")
         s = spead2.recv.Stream(thread_pool)
@@ -92,7 +80,7 @@ class TestUnicast:
         s.stop()
 
     def test_callers_socket(self, thread_pool):
-        port = free_port()
+        port = free_udp_port()
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         s = spead2.recv.Stream(thread_pool)
@@ -103,7 +91,7 @@ class TestUnicast:
         s.stop()
 
     def test_oversized_datagrams_dropped(self, thread_pool):
-        port = free_port()
+        port = free_udp_port()
         s = spead2.recv.Stream(thread_pool)
         s.add_udp_reader(port, max_size=600, bind_hostname="127.0.0.1")
         big = packet(1, b"b" * 1000, 0, 1000, [(False, 0x1000, 0)])
@@ -114,7 +102,7 @@ class TestUnicast:
         s.stop()
 
     def test_garbage_datagrams_do_not_disturb(self, thread_pool):
-        port = free_port()
+        port = free_udp_port()
         s = spead2.recv.Stream(thread_pool)
         s.add_udp_reader(port, bind_hostname="127.0.0.1")
         send_all([b"", b"S", b"\x53\x04\x03\x05\x00\x00\xff\xff", os.urandom(500)]
@@ -124,7 +112,7 @@ class TestUnicast:
         s.stop()
 
     def test_stop_closes_the_socket(self, thread_pool):
-        port = free_port()
+        port = free_udp_port()
         s = spead2.recv.Stream(thread_pool)
         s.add_udp_reader(port, bind_hostname="127.0.0.1")
         s.stop()
@@ -132,7 +120,7 @@ class TestUnicast:
             again.bind(("127.0.0.1", port))
 
     def test_two_readers_one_stream(self, thread_pool):
-        p1, p2 = free_port(), free_port()
+        p1, p2 = free_udp_port(), free_udp_port()
         s = spead2.recv.Stream(thread_pool, ring_heaps=8)
         s.add_udp_reader(p1, bind_hostname="127.0.0.1")
         s.add_udp_reader(p2, bind_hostname="127.0.0.1")
@@ -164,21 +152,21 @@ class TestErrors:
     def test_address_not_on_this_host(self, thread_pool):
         s = spead2.recv.Stream(thread_pool)
         with pytest.raises(RuntimeError):
-            s.add_udp_reader(free_port(), bind_hostname="192.0.2.1")
+            s.add_udp_reader(free_udp_port(), bind_hostname="192.0.2.1")
 
     def test_unresolvable_name(self, thread_pool):
         s = spead2.recv.Stream(thread_pool)
         with pytest.raises(RuntimeError):
-            s.add_udp_reader(free_port(), bind_hostname="no-such-host.invalid")
+            s.add_udp_reader(free_udp_port(), bind_hostname="no-such-host.invalid")
 
     def test_ipv6_form_with_ipv4_group(self, thread_pool):
         s = spead2.recv.Stream(thread_pool)
         with pytest.raises(ValueError):
-            s.add_udp_reader("239.255.0.1", free_port(), interface_index=0)
+            s.add_udp_reader("239.255.0.1", free_udp_port(), interface_index=0)
 
     def test_small_buffer_warning_is_logged(self, thread_pool, caplog):
         s = spead2.recv.Stream(thread_pool)
-        s.add_udp_reader(free_port(), buffer_size=64 << 20, bind_hostname="127.0.0.1")
+        s.add_udp_reader(free_udp_port(), buffer_size=64 << 20, bind_hostname="127.0.0.1")
         assert any("buffer" in r.message for r in caplog.records)
         s.stop()
 
@@ -193,7 +181,7 @@ def _mcast4_setup(tx):
 
 class TestMulticast:
     def test_ipv4_with_interface_address(self, thread_pool):
-        port = free_port()
+        port = free_udp_port()
         s = spead2.recv.Stream(thread_pool)
         try:
             s.add_udp_reader(MCAST4, port, interface_address="127.0.0.1")
@@ -204,7 +192,7 @@ class TestMulticast:
         s.stop()
 
     def test_ipv4_positional_form(self, thread_pool):
-        port = free_port()
+        port = free_udp_port()
         s = spead2.recv.Stream(thread_pool)
         try:
             s.add_udp_reader(MCAST4, port, 9200, 0, "127.0.0.1")

@@ -11,22 +11,9 @@ import pytest
 import spead2
 import spead2.send
 import spead2.send.asyncio
-from test_send_support import StandInItem, addressed, packet
+from test_send_support import addressed, data_heap, packet
 
 TIMEOUT = 10.0
-
-
-@pytest.fixture
-def thread_pool():
-    pool = spead2.ThreadPool()
-    yield pool
-    pool.stop()
-
-
-def data_heap(data: bytes, id: int = 0x1000) -> spead2.send.Heap:
-    heap = spead2.send.Heap()
-    heap.add_item(StandInItem(id, data, variable=True))
-    return heap
 
 
 def run(coro):

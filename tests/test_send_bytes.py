@@ -7,20 +7,7 @@ import pytest
 
 import spead2
 import spead2.send
-from test_send_support import StandInItem, addressed, immediate, packet
-
-
-@pytest.fixture(scope="module")
-def thread_pool():
-    pool = spead2.ThreadPool()
-    yield pool
-    pool.stop()
-
-
-def data_heap(data: bytes, id: int = 0x1000) -> spead2.send.Heap:
-    heap = spead2.send.Heap()
-    heap.add_item(StandInItem(id, data, variable=True))
-    return heap
+from test_send_support import StandInItem, addressed, data_heap, immediate, packet
 
 
 class TestStreamConfig:

@@ -28,13 +28,6 @@ def open_fds():
 
 
 @pytest.fixture
-def thread_pool():
-    tp = spead2.ThreadPool()
-    yield tp
-    tp.stop()
-
-
-@pytest.fixture
 def sink():
     """A bound UDP socket nobody reads: the kernel drops what does not fit."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

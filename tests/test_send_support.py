@@ -6,6 +6,9 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+import spead2
+import spead2.send
+
 
 class StandInItem:
     """The item interface the sender relies on, with a fixed wire buffer."""
@@ -33,6 +36,13 @@ class StandInItem:
     def to_raw(self, flavour) -> bytes:
         self.to_raw_flavours.append(flavour)
         return self.raw_descriptor
+
+
+def data_heap(data: bytes, id: int = 0x1000) -> spead2.send.Heap:
+    """A heap holding one variable-size stand-in item with ``data`` as its bytes."""
+    heap = spead2.send.Heap()
+    heap.add_item(StandInItem(id, data, variable=True))
+    return heap
 
 
 class StandInGroup:

@@ -8,16 +8,9 @@ import pytest
 
 import spead2
 import spead2.send
-from test_send_support import StandInItem, addressed, packet
+from test_send_support import StandInItem, addressed, data_heap, packet
 
 RECV_TIMEOUT = 5.0
-
-
-@pytest.fixture(scope="module")
-def thread_pool():
-    pool = spead2.ThreadPool()
-    yield pool
-    pool.stop()
 
 
 def receive(sock, count):
@@ -28,12 +21,6 @@ def assert_nothing_more(sock):
     sock.settimeout(0.2)
     with pytest.raises(socket.timeout):
         sock.recv(65536)
-
-
-def data_heap(data: bytes, id: int = 0x1000) -> spead2.send.Heap:
-    heap = spead2.send.Heap()
-    heap.add_item(StandInItem(id, data, variable=True))
-    return heap
 
 
 def expected_packets(heap, cnt, max_packet_size=1472):

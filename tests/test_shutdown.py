@@ -26,6 +26,7 @@ import spead2.send
 import spead2.send.asyncio
 from isolated import check_python
 from packets import concat, packet
+from ports import free_udp_port
 from refimpl import call_with_timeout
 
 TIMEOUT = 10.0
@@ -50,12 +51,6 @@ def wait_for(predicate, timeout=TIMEOUT):
             return True
         time.sleep(0.002)
     return False
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Consumer(threading.Thread):
@@ -84,13 +79,6 @@ class Consumer(threading.Thread):
         if self.error is not None:
             raise self.error
         return self.heaps
-
-
-@pytest.fixture
-def thread_pool():
-    tp = spead2.ThreadPool()
-    yield tp
-    tp.stop()
 
 
 class TestStoppingTheThreadPool:

@@ -22,6 +22,7 @@ import pytest
 
 import spead2
 import spead2.send
+from ports import free_udp_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("recv", "send", "bench")
@@ -48,15 +49,9 @@ def run_tool(tool: str, *args: str, timeout: float = 30.0, stdin: Optional[bytes
                           input=stdin.decode("latin-1") if stdin else None)
 
 
-def free_port(family: int = socket.AF_INET, host: str = "127.0.0.1") -> int:
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def has_ipv6_loopback() -> bool:
     try:
-        free_port(socket.AF_INET6, "::1")
+        free_udp_port("::1")
         return True
     except OSError:
         return False
@@ -120,11 +115,11 @@ class ToolProcess:
             self.proc.wait()
 
 
-def start_receiver(make_args: Callable[[int], List[str]], family: int = socket.AF_INET,
+def start_receiver(make_args: Callable[[int], List[str]],
                    host: str = "127.0.0.1") -> Tuple[ToolProcess, int]:
     """Start spead2-recv on a free port (trying another if it was taken meanwhile)."""
     for _ in range(5):
-        port = free_port(family, host)
+        port = free_udp_port(host)
         proc = ToolProcess("recv", *make_args(port))
         if proc.wait_ready():
             return proc, port
@@ -139,8 +134,8 @@ def receivers():
     """Receivers started by a test; killed if the test leaves them running."""
     started: List[ToolProcess] = []
 
-    def start(make_args, family=socket.AF_INET, host="127.0.0.1"):
-        proc, port = start_receiver(make_args, family, host)
+    def start(make_args, host="127.0.0.1"):
+        proc, port = start_receiver(make_args, host)
         started.append(proc)
         return proc, port
 
@@ -245,7 +240,7 @@ def test_recv_json_summary_counts_heaps_and_stats(receivers):
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_ipv6_loopback_transfer(receivers):
     recv, port = receivers(lambda port: [f"[::1]:{port}", "-q", "--json", "--timeout", "30"],
-                           socket.AF_INET6, "::1")
+                           "::1")
     assert "udp [::1]:" in recv.stderr
     sent = run_tool("send", f"[::1]:{port}", "--heaps", "10", "--heap-size", "2000")
     assert sent.returncode == 0, sent.stderr
@@ -281,7 +276,7 @@ def test_recv_count_stops_after_n_heaps(receivers):
 
 
 def test_recv_timeout_ends_cleanly():
-    port = free_port()
+    port = free_udp_port()
     started = time.monotonic()
     result = run_tool("recv", f"127.0.0.1:{port}", "--timeout", "0.5")
     assert result.returncode == 0, result.stderr
@@ -599,12 +594,12 @@ def test_recv_port_in_use():
 
 
 def test_recv_address_not_on_this_machine():
-    result = run_tool("recv", f"192.0.2.1:{free_port()}", "--timeout", "5")
+    result = run_tool("recv", f"192.0.2.1:{free_udp_port()}", "--timeout", "5")
     assert_one_error_line(result, "spead2-recv", "cannot bind", "192.0.2.1")
 
 
 def test_recv_multicast_on_a_missing_interface():
-    result = run_tool("recv", f"239.255.1.2:{free_port()}", "--interface", "192.0.2.1",
+    result = run_tool("recv", f"239.255.1.2:{free_udp_port()}", "--interface", "192.0.2.1",
                       "--timeout", "5")
     assert_one_error_line(result, "spead2-recv", "multicast", "239.255.1.2")
 
@@ -624,7 +619,7 @@ def test_recv_privileged_port_without_permission():
 def test_send_ipv6_multicast_without_a_route():
     # IPv6 multicast does not route on lo: the kernel refuses before anything is sent
     lo = socket.if_nametoindex("lo")
-    result = run_tool("send", f"[ff14::1:2]:{free_port()}", "--interface", str(lo),
+    result = run_tool("send", f"[ff14::1:2]:{free_udp_port()}", "--interface", str(lo),
                       "--heaps", "1")
     assert_one_error_line(result, "spead2-send", "cannot send", "unreachable")
 
