@@ -568,7 +568,6 @@ recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size
     pthread_condattr_destroy(&ca);
     tpool_incref(tp);
     s->tp = tp;
-    s->stop_hook = tpool_add_stop_hook(tp, hold_for_pool_stop, end_on_pool_stop, s);
     s->bug_compat = bug_compat;
     s->max_heaps = max_heaps;
     s->ring_heaps = ring_heaps;
@@ -578,6 +577,13 @@ recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size
     s->copy = memcpy;
     s->log_budget = LOG_BUDGET;
     s->log_period_start = monotonic_ns();
+    /* the hook is what ends the stream when the pool stops: no stream
+     * without it (it may fire at once, so the stream is complete by now) */
+    s->stop_hook = tpool_add_stop_hook(tp, hold_for_pool_stop, end_on_pool_stop, s);
+    if (!s->stop_hook) {
+        recv_stream_decref(s);
+        return NULL;
+    }
     /* a pool that has already stopped will never serve this stream (and its
      * stop hooks have run): the stream starts out ended */
     if (tpool_is_stopped(tp))
@@ -762,14 +768,6 @@ int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
         if (s->ended) {
             pthread_mutex_unlock(&s->ring_lock);
             return 0;
-        }
-        if (tpool_is_stopped(s->tp)) {
-            /* no worker will ever serve the readers again: end the stream
-             * rather than let the consumer wait forever */
-            pthread_mutex_unlock(&s->ring_lock);
-            recv_stream_stop(s);
-            pthread_mutex_lock(&s->ring_lock);
-            continue;
         }
         if (timeout_ms == 0 || __atomic_load_n(&s->log_count, __ATOMIC_RELAXED) > 0) {
             pthread_mutex_unlock(&s->ring_lock);

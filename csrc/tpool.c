@@ -38,6 +38,7 @@ typedef struct stop_hook {
     tpool_hold_fn hold;
     tpool_task_fn fire;
     void *arg;
+    int fired;
     struct stop_hook *prev, *next;
 } stop_hook;
 
@@ -245,19 +246,27 @@ void tpool_incref(tpool_t *tp)
 
 static void run_stop_hooks(tpool_t *tp)
 {
-    pthread_mutex_lock(&tp->hook_lock);
-    size_t n = 0;
-    for (stop_hook *h = tp->hooks; h; h = h->next)
-        n++;
-    stop_hook *held = n ? malloc(n * sizeof(*held)) : NULL;
-    size_t n_held = 0;
-    for (stop_hook *h = tp->hooks; h && held; h = h->next)
-        if (h->hold(h->arg))
-            held[n_held++] = *h;
-    pthread_mutex_unlock(&tp->hook_lock);
-    for (size_t i = 0; i < n_held; i++)
-        held[i].fire(held[i].arg);
-    free(held);
+    /* one hook at a time, so that firing needs no allocation and a hook
+     * removed meanwhile is never touched */
+    for (;;) {
+        tpool_task_fn fire = NULL;
+        void *arg = NULL;
+        pthread_mutex_lock(&tp->hook_lock);
+        for (stop_hook *h = tp->hooks; h; h = h->next) {
+            if (h->fired)
+                continue;
+            h->fired = 1;
+            if (h->hold(h->arg)) {
+                fire = h->fire;
+                arg = h->arg;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&tp->hook_lock);
+        if (!fire)
+            return;
+        fire(arg);
+    }
 }
 
 void *tpool_add_stop_hook(tpool_t *tp, tpool_hold_fn hold, tpool_task_fn fire, void *arg)

@@ -43,10 +43,9 @@ void tpool_rearm(tpool_t *tp, int64_t handle);
 void tpool_unwatch(tpool_t *tp, int64_t handle);
 /* Stop hooks let objects served by the pool learn that it has stopped.
  * When tpool_stop has joined the workers it calls ``hold(arg)`` for each
- * hook under the hook lock; for every hook where that returned non-zero it
- * then calls ``fire(arg)``, without any pool lock held.  ``fire`` must undo
- * what a successful ``hold`` did.  Returns a handle, or NULL when out of
- * memory. */
+ * hook under the hook lock, and right after each that returned non-zero
+ * ``fire(arg)``, without any pool lock held.  ``fire`` must undo what a
+ * successful ``hold`` did.  Returns a handle, or NULL when out of memory. */
 typedef int (*tpool_hold_fn)(void *arg);
 void *tpool_add_stop_hook(tpool_t *tp, tpool_hold_fn hold, tpool_task_fn fire, void *arg);
 /* After return, ``hold`` for this hook is not running and will not run. */
