@@ -23,6 +23,24 @@
 #define SPEAD_CTRL_STREAM_STOP 2
 #define SPEAD_CTRL_DESCRIPTOR_UPDATE 3
 
+/* Items of a descriptor heap */
+#define SPEAD_DESCRIPTOR_NAME_ID 0x10
+#define SPEAD_DESCRIPTOR_DESCRIPTION_ID 0x11
+#define SPEAD_DESCRIPTOR_SHAPE_ID 0x12
+#define SPEAD_DESCRIPTOR_FORMAT_ID 0x13
+#define SPEAD_DESCRIPTOR_ID_ID 0x14
+#define SPEAD_DESCRIPTOR_DTYPE_ID 0x15
+
+/* PySPEAD 0.5.2 wire bugs that a flavour may reproduce */
+#define SPEAD_BUG_COMPAT_DESCRIPTOR_WIDTHS 1
+#define SPEAD_BUG_COMPAT_SHAPE_BIT_1 2
+#define SPEAD_BUG_COMPAT_SWAP_ENDIAN 4
+#define SPEAD_BUG_COMPAT_PYSPEAD_0_5_2 7
+
+/* Copy from a packet into heap memory */
+#define SPEAD_MEMCPY_STD 0
+#define SPEAD_MEMCPY_NONTEMPORAL 1
+
 enum spead_packet_status {
     SPEAD_PACKET_OK = 0,
     SPEAD_PACKET_TOO_SHORT,

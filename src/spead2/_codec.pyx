@@ -1,5 +1,4 @@
 # cython: language_level=3
-# distutils: sources = csrc/wire.c
 """Descriptor packets and the bit-level value codec.
 
 A descriptor travels as a complete one-packet SPEAD heap; this module turns
@@ -19,43 +18,20 @@ import operator
 # A Python int, so that shifts by it are unbounded rather than C shifts.
 cdef object _ONE = 1
 
-cdef extern from "wire.h" nogil:
-    ctypedef struct spead_packet:
-        int heap_address_bits
-        int64_t heap_cnt
-        int64_t heap_length
-        int64_t payload_offset
-        int64_t payload_length
-        int n_items
-        int is_stop
-        const uint8_t *pointers
-        const uint8_t *payload
-        size_t size
-    int SPEAD_PACKET_OK
-    uint64_t spead_load_be64(const uint8_t *p)
-    void spead_store_be64(uint8_t *p, uint64_t v)
-    int spead_pointer_immediate(uint64_t ptr)
-    uint64_t spead_pointer_id(uint64_t ptr, int heap_address_bits)
-    uint64_t spead_pointer_address(uint64_t ptr, int heap_address_bits)
-    uint64_t spead_make_pointer(int immediate, uint64_t id, uint64_t address, int heap_address_bits)
-    void spead_write_header(uint8_t *out, int heap_address_bits, int n_items)
-    int spead_decode_packet(const uint8_t *data, size_t len, spead_packet *out)
-    const char *spead_packet_status_string(int status)
-
-
-cdef enum:
-    HEAP_CNT_ID = 0x01
-    HEAP_LENGTH_ID = 0x02
-    PAYLOAD_OFFSET_ID = 0x03
-    PAYLOAD_LENGTH_ID = 0x04
-    DESCRIPTOR_NAME_ID = 0x10
-    DESCRIPTOR_DESCRIPTION_ID = 0x11
-    DESCRIPTOR_SHAPE_ID = 0x12
-    DESCRIPTOR_FORMAT_ID = 0x13
-    DESCRIPTOR_ID_ID = 0x14
-    DESCRIPTOR_DTYPE_ID = 0x15
-    BUG_COMPAT_DESCRIPTOR_WIDTHS = 1
-    BUG_COMPAT_SHAPE_BIT_1 = 2
+from spead2._wire cimport (
+    SPEAD_PACKET_OK, spead_packet, spead_load_be64, spead_pointer_immediate, spead_pointer_id,
+    spead_pointer_address, spead_make_pointer, spead_write_header, spead_decode_packet,
+    spead_store_be64,
+    spead_packet_status_string,
+    SPEAD_HEAP_CNT_ID as HEAP_CNT_ID, SPEAD_HEAP_LENGTH_ID as HEAP_LENGTH_ID,
+    SPEAD_PAYLOAD_OFFSET_ID as PAYLOAD_OFFSET_ID, SPEAD_PAYLOAD_LENGTH_ID as PAYLOAD_LENGTH_ID,
+    SPEAD_DESCRIPTOR_NAME_ID as DESCRIPTOR_NAME_ID,
+    SPEAD_DESCRIPTOR_DESCRIPTION_ID as DESCRIPTOR_DESCRIPTION_ID,
+    SPEAD_DESCRIPTOR_SHAPE_ID as DESCRIPTOR_SHAPE_ID,
+    SPEAD_DESCRIPTOR_FORMAT_ID as DESCRIPTOR_FORMAT_ID, SPEAD_DESCRIPTOR_ID_ID as DESCRIPTOR_ID_ID,
+    SPEAD_DESCRIPTOR_DTYPE_ID as DESCRIPTOR_DTYPE_ID,
+    SPEAD_BUG_COMPAT_DESCRIPTOR_WIDTHS as BUG_COMPAT_DESCRIPTOR_WIDTHS,
+    SPEAD_BUG_COMPAT_SHAPE_BIT_1 as BUG_COMPAT_SHAPE_BIT_1)
 
 # Under BUG_COMPAT_DESCRIPTOR_WIDTHS, PySPEAD 0.5.2 sized a format entry as
 # for SPEAD-64-40 (1 code byte + 3 length bytes) and a shape entry as a

@@ -1,8 +1,11 @@
 # cython: language_level=3
-# distutils: sources = csrc/tpool.c csrc/alloc.c
 """Thread pool and heap-memory allocators shared by receive and send."""
 
 from libc.stdlib cimport malloc, free
+
+from spead2._alloc cimport *
+from spead2._tpool cimport *
+from spead2 cimport _wire
 
 from spead2._args import as_index
 
@@ -236,3 +239,29 @@ cdef class MemoryPool(MemoryAllocator):
     def refills(self) -> int:
         """Number of completed background refills."""
         return spead_pool_refills(self._alloc)
+
+
+# SPEAD constants, as csrc/wire.h defines them, for ``spead2`` to re-export.
+NULL_ID = _wire.SPEAD_NULL_ID
+HEAP_CNT_ID = _wire.SPEAD_HEAP_CNT_ID
+HEAP_LENGTH_ID = _wire.SPEAD_HEAP_LENGTH_ID
+PAYLOAD_OFFSET_ID = _wire.SPEAD_PAYLOAD_OFFSET_ID
+PAYLOAD_LENGTH_ID = _wire.SPEAD_PAYLOAD_LENGTH_ID
+DESCRIPTOR_ID = _wire.SPEAD_DESCRIPTOR_ID
+STREAM_CTRL_ID = _wire.SPEAD_STREAM_CTRL_ID
+DESCRIPTOR_NAME_ID = _wire.SPEAD_DESCRIPTOR_NAME_ID
+DESCRIPTOR_DESCRIPTION_ID = _wire.SPEAD_DESCRIPTOR_DESCRIPTION_ID
+DESCRIPTOR_SHAPE_ID = _wire.SPEAD_DESCRIPTOR_SHAPE_ID
+DESCRIPTOR_FORMAT_ID = _wire.SPEAD_DESCRIPTOR_FORMAT_ID
+DESCRIPTOR_ID_ID = _wire.SPEAD_DESCRIPTOR_ID_ID
+DESCRIPTOR_DTYPE_ID = _wire.SPEAD_DESCRIPTOR_DTYPE_ID
+CTRL_STREAM_START = _wire.SPEAD_CTRL_STREAM_START
+CTRL_DESCRIPTOR_REISSUE = _wire.SPEAD_CTRL_DESCRIPTOR_REISSUE
+CTRL_STREAM_STOP = _wire.SPEAD_CTRL_STREAM_STOP
+CTRL_DESCRIPTOR_UPDATE = _wire.SPEAD_CTRL_DESCRIPTOR_UPDATE
+BUG_COMPAT_DESCRIPTOR_WIDTHS = _wire.SPEAD_BUG_COMPAT_DESCRIPTOR_WIDTHS
+BUG_COMPAT_SHAPE_BIT_1 = _wire.SPEAD_BUG_COMPAT_SHAPE_BIT_1
+BUG_COMPAT_SWAP_ENDIAN = _wire.SPEAD_BUG_COMPAT_SWAP_ENDIAN
+BUG_COMPAT_PYSPEAD_0_5_2 = _wire.SPEAD_BUG_COMPAT_PYSPEAD_0_5_2
+MEMCPY_STD = _wire.SPEAD_MEMCPY_STD
+MEMCPY_NONTEMPORAL = _wire.SPEAD_MEMCPY_NONTEMPORAL

@@ -1,5 +1,4 @@
 # cython: language_level=3
-# distutils: sources = csrc/recv.c csrc/recv_mem.c csrc/recv_udp.c csrc/wire.c csrc/tpool.c csrc/alloc.c
 """Compiled receive stream: heaps assembled by the thread pool's workers."""
 
 import logging
@@ -12,8 +11,9 @@ from libc.stdint cimport int64_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, free, qsort
 from libc.string cimport memcpy
 
-from spead2._core cimport (ThreadPool, MemoryAllocator, Buffer, spead_allocator, tpool_t,
-                           spead_malloc_allocator_new, spead_allocator_decref, fill_byte_view)
+from spead2._core cimport ThreadPool, MemoryAllocator, Buffer, fill_byte_view
+from spead2._alloc cimport spead_allocator, spead_malloc_allocator_new, spead_allocator_decref
+from spead2._tpool cimport tpool_t
 
 import spead2
 from spead2._args import as_index
