@@ -4,11 +4,11 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "recv.h"
+#include "recv_stream.h"
 
 #define UDP_BATCH 64
 #define UDP_ROUNDS 16
@@ -20,30 +20,56 @@
 typedef struct {
     spead_reader base;
     int fd;
-    int64_t watch;
+    int64_t watch;               /* stream lock; -1 when not watching */
     size_t max_size;
     uint8_t *buffers;
     struct mmsghdr msgs[UDP_BATCH];
     struct iovec iov[UDP_BATCH];
-    int n_pending, next_pending;
-    int busy;
+    int n_pending, next_pending; /* datagrams received but not yet assembled */
+    int busy;                    /* stream lock: a thread is in udp_process */
     pthread_t busy_thread;
 } udp_reader;
 
-static void udp_release(void *arg)
+static int udp_next(spead_reader *base, spead_packet *pkt)
 {
-    udp_reader *r = arg;
-    recv_stream_decref(r->base.stream);
+    udp_reader *r = (udp_reader *) base;
+    recv_stream *s = base->stream;
+    while (r->next_pending < r->n_pending) {
+        struct mmsghdr *m = &r->msgs[r->next_pending++];
+        const uint8_t *data = m->msg_hdr.msg_iov->iov_base;
+        if ((m->msg_hdr.msg_flags & MSG_TRUNC) || m->msg_len > r->max_size) {
+            recv_stream_count_locked(s, SPEAD_STAT_TOO_LARGE_PACKETS);
+            recv_stream_log(s, SPEAD_LOG_INFO,
+                            "packet rejected: larger than max_size (%zu bytes)", r->max_size);
+            return RECV_READ_SKIP;
+        }
+        int st = spead_decode_packet(data, m->msg_len, pkt);
+        if (st != SPEAD_PACKET_OK) {
+            recv_stream_count_locked(s, SPEAD_STAT_BAD_PACKETS);
+            recv_stream_log(s, SPEAD_LOG_INFO, "packet rejected: %s",
+                            spead_packet_status_string(st));
+            return RECV_READ_SKIP;
+        }
+        return RECV_READ_PACKET;
+    }
+    return RECV_READ_NONE;
 }
 
-static void set_idle_locked(udp_reader *r)
+static void set_busy(udp_reader *r, int busy)
 {
-    r->busy = 0;
-    if (r->base.closed)
-        pthread_cond_broadcast(&r->base.stream->idle_cond);
+    recv_stream *s = r->base.stream;
+    pthread_mutex_lock(&s->lock);
+    r->busy = busy;
+    if (busy)
+        r->busy_thread = pthread_self();
+    else if (r->base.closed)
+        pthread_cond_broadcast(&s->idle_cond);
+    pthread_mutex_unlock(&s->lock);
 }
 
-/* Returns 1 when the socket watch should be re-armed. */
+/* Receive and assemble until the socket is drained (or enough rounds have
+ * passed for others to get a turn). Returns 1 when the socket watch should
+ * be re-armed. */
 static int udp_process(udp_reader *r)
 {
     recv_stream *s = r->base.stream;
@@ -56,7 +82,7 @@ static int udp_process(udp_reader *r)
     r->busy_thread = pthread_self();
     pthread_mutex_unlock(&s->lock);
 
-    int rearm = 1, stop = 0;
+    int rearm = 1;
     for (int round = 0; round < UDP_ROUNDS; round++) {
         if (r->next_pending >= r->n_pending) {
             for (int i = 0; i < UDP_BATCH; i++) {
@@ -67,12 +93,9 @@ static int udp_process(udp_reader *r)
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                    pthread_mutex_lock(&s->lock);
-                    recv_stream_log_locked(s, SPEAD_LOG_WARNING, "UDP receive failed: %s",
-                                           strerror(errno));
-                    pthread_mutex_unlock(&s->lock);
-                }
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    recv_stream_log(s, SPEAD_LOG_WARNING, "UDP receive failed: %s",
+                                    strerror(errno));
                 break;
             }
             if (n == 0)
@@ -81,68 +104,22 @@ static int udp_process(udp_reader *r)
             r->next_pending = 0;
         }
         int got = r->n_pending;
-        pthread_mutex_lock(&s->lock);
-        if (r->base.closed || s->stop_requested) {
+        int res = recv_stream_run_batch(s, &r->base, UDP_BATCH);
+        if (res == RECV_BATCH_DONE || res == RECV_BATCH_PAUSED) {
+            /* finished, or resumed later by a task */
             rearm = 0;
-            set_idle_locked(r);
-            pthread_mutex_unlock(&s->lock);
-            return 0;
+            break;
         }
-        if (recv_stream_ring_full(s) && recv_stream_pause_if_full(s, &r->base)) {
-            set_idle_locked(r);
-            pthread_mutex_unlock(&s->lock);
-            return 0;
-        }
-        size_t handled = 0;
-        int paused = 0;
-        while (r->next_pending < r->n_pending) {
-            struct mmsghdr *m = &r->msgs[r->next_pending];
-            const uint8_t *data = m->msg_hdr.msg_iov->iov_base;
-            r->next_pending++;
-            handled++;
-            if ((m->msg_hdr.msg_flags & MSG_TRUNC) || m->msg_len > r->max_size) {
-                s->stats.too_large_packets++;
-                recv_stream_log_locked(s, SPEAD_LOG_INFO,
-                                       "packet rejected: larger than max_size (%zu bytes)",
-                                       r->max_size);
-                continue;
-            }
-            spead_packet pkt;
-            int st = spead_decode_packet(data, m->msg_len, &pkt);
-            if (st != SPEAD_PACKET_OK) {
-                s->stats.bad_packets++;
-                recv_stream_log_locked(s, SPEAD_LOG_INFO, "packet rejected: %s",
-                                       spead_packet_status_string(st));
-                continue;
-            }
-            int res = recv_stream_add_packet_locked(s, &pkt);
-            if (res == SPEAD_ADD_STOP) {
-                stop = 1;
-                break;
-            }
-            if (res == SPEAD_ADD_PAUSE && recv_stream_pause_if_full(s, &r->base)) {
-                paused = 1;
-                break;
-            }
-        }
-        s->stats.batches++;
-        if (handled > s->stats.max_batch)
-            s->stats.max_batch = handled;
-        if (stop || paused) {
-            set_idle_locked(r);
-            pthread_mutex_unlock(&s->lock);
-            if (stop)
-                recv_stream_stop(s);
-            return 0;
-        }
-        pthread_mutex_unlock(&s->lock);
         if (got < UDP_BATCH)
             break; /* the socket is probably drained: wait for readiness */
     }
-    pthread_mutex_lock(&s->lock);
-    set_idle_locked(r);
-    pthread_mutex_unlock(&s->lock);
+    set_busy(r, 0);
     return rearm;
+}
+
+static void udp_release(void *arg)
+{
+    recv_stream_decref(((udp_reader *) arg)->base.stream);
 }
 
 static int udp_ready(void *arg)
@@ -153,15 +130,44 @@ static int udp_ready(void *arg)
 static void udp_resume_task(void *arg)
 {
     udp_reader *r = arg;
-    if (udp_process(r))
-        tpool_rearm(r->base.stream->tp, r->watch);
+    recv_stream *s = r->base.stream;
+    if (!udp_process(r))
+        return;
+    pthread_mutex_lock(&s->lock);
+    int64_t watch = r->base.closed ? -1 : r->watch;
+    pthread_mutex_unlock(&s->lock);
+    if (watch >= 0)
+        tpool_rearm(s->tp, watch);
 }
 
 static void udp_resume(spead_reader *base)
 {
-    udp_reader *r = (udp_reader *) base;
     recv_stream_incref(base->stream);
-    tpool_post(base->stream->tp, udp_resume_task, r, udp_release);
+    tpool_post(base->stream->tp, udp_resume_task, base, udp_release);
+}
+
+static void udp_start(spead_reader *base)
+{
+    udp_reader *r = (udp_reader *) base;
+    recv_stream *s = base->stream;
+    /* hold the lock so that a fast first datagram cannot race the store of
+     * the watch handle */
+    pthread_mutex_lock(&s->lock);
+    if (base->closed) {
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    recv_stream_incref(s);
+    int64_t h = tpool_watch(s->tp, r->fd, EPOLLIN, udp_ready, r, udp_release);
+    if (h < 0) {
+        int e = errno;
+        pthread_mutex_unlock(&s->lock);
+        recv_stream_decref(s);
+        recv_stream_log(s, SPEAD_LOG_WARNING, "cannot watch the UDP socket: %s", strerror(e));
+        return;
+    }
+    r->watch = h;
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void udp_close(spead_reader *base)
@@ -172,15 +178,15 @@ static void udp_close(spead_reader *base)
     base->closed = 1;
     while (r->busy && !pthread_equal(r->busy_thread, pthread_self()))
         pthread_cond_wait(&s->idle_cond, &s->lock);
+    int64_t watch = r->watch;
+    r->watch = -1;
+    int fd = r->fd;
+    r->fd = -1;
     pthread_mutex_unlock(&s->lock);
-    if (r->watch >= 0) {
-        tpool_unwatch(s->tp, r->watch);
-        r->watch = -1;
-    }
-    if (r->fd >= 0) {
-        close(r->fd);
-        r->fd = -1;
-    }
+    if (watch >= 0)
+        tpool_unwatch(s->tp, watch);
+    if (fd >= 0)
+        close(fd);
 }
 
 static void udp_destroy(spead_reader *base)
@@ -192,6 +198,15 @@ static void udp_destroy(spead_reader *base)
     free(r);
 }
 
+static const spead_reader_ops udp_ops = {
+    .next = udp_next,
+    .start = udp_start,
+    .resume = udp_resume,
+    .close = udp_close,
+    .destroy = udp_destroy,
+    .lossy = 1,
+};
+
 int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
 {
     udp_reader *r = calloc(1, sizeof(*r));
@@ -199,6 +214,7 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
         close(fd);
         return -ENOMEM;
     }
+    r->base.ops = &udp_ops;
     r->fd = fd;
     r->watch = -1;
     r->max_size = max_size;
@@ -219,22 +235,7 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
     }
     int flags = fcntl(fd, F_GETFL);
     fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-    r->base.resume = udp_resume;
-    r->base.close = udp_close;
-    r->base.destroy = udp_destroy;
     if (recv_stream_add_reader(s, &r->base) != 0)
         return -ESHUTDOWN;
-    /* hold the lock so a fast first packet cannot race the handle store */
-    pthread_mutex_lock(&s->lock);
-    recv_stream_incref(s);
-    int64_t h = tpool_watch(s->tp, fd, EPOLLIN, udp_ready, r, udp_release);
-    if (h < 0) {
-        int e = errno;
-        pthread_mutex_unlock(&s->lock);
-        recv_stream_decref(s);
-        return -e;
-    }
-    r->watch = h;
-    pthread_mutex_unlock(&s->lock);
     return 0;
 }

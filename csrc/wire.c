@@ -1,5 +1,7 @@
 #include "wire.h"
 
+#include <stdlib.h>
+
 static const char *const status_strings[SPEAD_PACKET_STATUS_COUNT] = {
     "ok",
     "packet is shorter than a SPEAD header",
@@ -97,4 +99,82 @@ int spead_decode_packet(const uint8_t *data, size_t len, spead_packet *out)
     out->payload = data + after_pointers;
     out->size = after_pointers + (size_t) payload_length;
     return SPEAD_PACKET_OK;
+}
+
+/* Sort key for addressed pointers: address, then position in the list. */
+typedef struct {
+    uint64_t address;
+    size_t index;
+} addressed_ref;
+
+static int compare_addressed(const void *a, const void *b)
+{
+    const addressed_ref *x = a, *y = b;
+    if (x->address != y->address)
+        return x->address < y->address ? -1 : 1;
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+long spead_item_extents(const uint64_t *pointers, size_t n, int heap_address_bits,
+                        uint64_t payload_size, spead_item_extent *out)
+{
+    size_t n_addr = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!spead_pointer_immediate(pointers[i]))
+            n_addr++;
+    /* end[i]: where addressed pointer i ends (by its index in ``pointers``) */
+    addressed_ref *refs = NULL;
+    uint64_t *end = NULL;
+    if (n_addr > 0) {
+        refs = malloc(n_addr * sizeof(*refs));
+        end = malloc(n * sizeof(*end));
+        if (!refs || !end) {
+            free(refs);
+            free(end);
+            return -2;
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (spead_pointer_immediate(pointers[i]))
+                continue;
+            uint64_t address = spead_pointer_address(pointers[i], heap_address_bits);
+            if (address > payload_size) {
+                free(refs);
+                free(end);
+                return -1;
+            }
+            refs[k].address = address;
+            refs[k].index = i;
+            k++;
+        }
+        if (n_addr > 1)
+            qsort(refs, n_addr, sizeof(*refs), compare_addressed);
+        for (size_t k2 = 0; k2 < n_addr; k2++)
+            end[refs[k2].index] = k2 + 1 < n_addr ? refs[k2 + 1].address : payload_size;
+    }
+    long count = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t ptr = pointers[i];
+        uint64_t id = spead_pointer_id(ptr, heap_address_bits);
+        if (id == SPEAD_NULL_ID)
+            continue;
+        uint64_t address = spead_pointer_address(ptr, heap_address_bits);
+        spead_item_extent *e = &out[count];
+        e->id = id;
+        if (spead_pointer_immediate(ptr)) {
+            e->immediate = 1;
+            e->value = address;
+            e->length = 0;
+        } else {
+            if (end[i] == address)
+                continue;
+            e->immediate = 0;
+            e->value = address;
+            e->length = end[i] - address;
+        }
+        count++;
+    }
+    free(refs);
+    free(end);
+    return count;
 }

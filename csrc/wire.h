@@ -116,4 +116,24 @@ int spead_decode_packet(const uint8_t *data, size_t len, spead_packet *out);
 
 const char *spead_packet_status_string(int status);
 
+/* One item of an assembled heap, as the item pointers describe it. */
+typedef struct {
+    uint64_t id;
+    int immediate;
+    uint64_t value;     /* immediate: the address field; addressed: payload offset */
+    uint64_t length;    /* addressed: bytes of payload; immediate: 0 */
+} spead_item_extent;
+
+/* The items of a heap whose item pointers (host order) are ``pointers`` and
+ * whose payload is ``payload_size`` bytes. An addressed item runs to the
+ * address of the next addressed pointer in address order (pointers at the
+ * same address keep their order, so all but the last of them are empty), or
+ * to the end of the payload. NULL_ID pointers only mark where the previous
+ * item ends; they and empty addressed items are left out. Items come out in
+ * pointer order. ``out`` needs room for ``n`` entries. Returns the number of
+ * items, or -1 when an address lies beyond the payload, -2 when out of
+ * memory. */
+long spead_item_extents(const uint64_t *pointers, size_t n, int heap_address_bits,
+                        uint64_t payload_size, spead_item_extent *out);
+
 #endif

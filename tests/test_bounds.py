@@ -56,6 +56,10 @@ class TestHostileShapes:
             start = time.monotonic()
             try:
                 ig.update(heap)
+                if not value:
+                    # an empty addressed item is left out of a received
+                    # heap (as spead2 does): decode the empty value directly
+                    ig[descriptor.name].set_from_raw(value)
             except ValueError as exc:
                 print("ValueError", round(time.monotonic() - start, 1), exc)
             else:
@@ -344,18 +348,29 @@ class TestClaims:
 
 class TestItemPointers:
     def test_pointer_flood_into_a_heap_that_never_completes(self):
-        # Packets without payload are never duplicates: repeated, each one
-        # added its 1000 item pointers to the heap, so a heap kept
-        # incomplete grew without limit (150 MiB for 150 MiB of packets).
-        # A heap's pointers are now held to max_heap_size bytes, like its
-        # payload.
+        # Packets without payload are never duplicates: repeated with new
+        # item pointers each time, each one added its 1000 pointers to the
+        # heap, so a heap kept incomplete grew without limit (150 MiB for
+        # 150 MiB of packets). A heap's pointers are held to max_heap_size
+        # bytes, like its payload.
         max_heap_size = 1 << 20
-        flood = packet(7, b"", 0, 1, [(True, 0x1000 + i % 100, i) for i in range(1000)])
+        n_flood = 20000
+        base = np.frombuffer(packet(7, b"", 0, 1, [(True, 0x1000 + i % 100, 0)
+                                                   for i in range(1000)]), np.uint8)
+        flood = np.tile(base, (n_flood, 1))
+        # the five address bytes of pointer i of copy k hold k * 1000 + i, so
+        # no pointer repeats another
+        values = (np.arange(n_flood, dtype=np.uint64)[:, None] * 1000
+                  + np.arange(1000, dtype=np.uint64)[None, :])
+        for b in range(5):
+            column = 8 + 4 * 8 + 3 + b + 8 * np.arange(1000)
+            flood[:, column] = ((values >> np.uint64(8 * (4 - b))) & np.uint64(0xFF)).astype(np.uint8)
         good = packet(8, b"g" * 16, 0, 16, [(True, 0x1000 + i, i) for i in range(1000)])
         tp = spead2.ThreadPool()
         stream = spead2.recv.Stream(tp, max_heap_size=max_heap_size)
         stream.set_memory_allocator(spead2.MmapAllocator())
-        data = flood * 20000 + good
+        data = flood.tobytes() + good
+        del flood
         gc.collect()
         if not reset_peak_rss():
             pytest.skip("this kernel cannot reset the peak RSS")
@@ -365,9 +380,21 @@ class TestItemPointers:
         peak = peak_rss_bytes() - before
         assert peak < 2 * max_heap_size + RSS_SLACK, f"peak {peak / 2**20:.0f} MiB"
         accepted = max_heap_size // 8 // 1000
-        assert stream.stats.rejected_packets == 20000 - accepted
+        assert stream.stats.rejected_packets == n_flood - accepted
         (heap,) = heaps  # the flooded heap never completed; the good one did
         assert heap.cnt == 8 and len(heap.get_items()) == 1000
+        tp.stop()
+
+    def test_repeated_pointers_are_kept_once(self):
+        # The same packet over and over (or every packet of a heap carrying
+        # all its pointers) adds nothing after the first time.
+        flood = packet(7, b"", 0, 2, [(True, 0x1000 + i % 100, i) for i in range(1000)])
+        tp = spead2.ThreadPool()
+        stream = spead2.recv.Stream(tp, max_heap_size=1 << 20)
+        stream.add_buffer_reader(flood * 5000 + packet(7, b"x", 0, 2) + packet(7, b"y", 1, 2))
+        (heap,) = call_with_timeout(lambda: list(stream), 60, "draining")
+        assert len(heap.get_items()) == 1000
+        assert stream.stats.rejected_packets == 0
         tp.stop()
 
 
@@ -434,16 +461,15 @@ class TestDegeneratePackets:
 
 class TestHeapWarningsAreRateLimited:
     def test_a_flood_of_heaps_with_bad_contents(self, spead2_log):
-        # Items pointing past the payload and malformed descriptors are
-        # logged when the consumer looks at the heap, also at most 32 lines
+        # Malformed descriptors are logged when the consumer looks at the
+        # heap, also at most 32 lines
         # a second per stream; a later line says how many were suppressed.
         bad_descriptor = b"\x53\x04\x03\x05\x00\x00\x00\x00"
         heaps = []
         for cnt in range(1, 3001):
             payload = bad_descriptor + b"v" * 8
             heaps.append(packet(cnt, payload, 0, len(payload),
-                                [(False, spead2.DESCRIPTOR_ID, 0), (False, 0x1000, 8),
-                                 (False, 0x1001, 2**30)]))
+                                [(False, spead2.DESCRIPTOR_ID, 0), (False, 0x1000, 8)]))
         tp = spead2.ThreadPool()
         stream = spead2.recv.Stream(tp)
         stream.add_buffer_reader(b"".join(heaps))
@@ -457,8 +483,7 @@ class TestHeapWarningsAreRateLimited:
                 time.sleep(1.1)  # a new second: a new budget, and a count of the rest
         elapsed = time.monotonic() - start
         assert n == 3000
-        warnings = [m for m in spead2_log.records
-                    if "points past the payload" in m or "malformed descriptor" in m]
+        warnings = [m for m in spead2_log.records if "malformed descriptor" in m]
         assert 32 <= len(warnings) <= log_line_limit(elapsed)
         suppressed = [m for m in warnings if "similar messages suppressed" in m]
         assert suppressed and int(suppressed[0].split("(")[-1].split()[0]) > 1000

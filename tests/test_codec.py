@@ -169,6 +169,26 @@ class TestDecode:
         raw = decode_raw_descriptor(packet, 0)
         assert raw == RawDescriptor(0x1001, b"x", b"", [], [], header)
 
+    def test_items_sharing_an_address_as_in_a_received_heap(self):
+        # NAME and DESCRIPTION both at address 0: as in any received heap,
+        # the first in pointer order is empty (so absent) and the second
+        # runs to the next address. Header (64-40): magic, version, 3 id
+        # bytes, 5 address bytes, 6 pointers; then HEAP_CNT=1,
+        # PAYLOAD_OFFSET=0, PAYLOAD_LENGTH=2, DESCRIPTOR_ID_ID=0x1001
+        # (immediates: top bit set), NAME and DESCRIPTION addressed at 0.
+        packet = h("""
+            53 04 03 05 00 00 00 06
+            80 00 01 00 00 00 00 01
+            80 00 03 00 00 00 00 00
+            80 00 04 00 00 00 00 02
+            80 00 14 00 00 00 10 01
+            00 00 10 00 00 00 00 00
+            00 00 11 00 00 00 00 00
+            6e 6d
+        """)
+        raw = decode_raw_descriptor(packet, 0)
+        assert (raw.id, raw.name, raw.description) == (0x1001, b"", b"nm")
+
     def test_header_immediates_in_any_order_and_pointers_unsorted(self):
         # PAYLOAD_LENGTH first, DESCRIPTION pointer before NAME pointer.
         packet = h("""

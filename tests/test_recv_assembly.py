@@ -115,7 +115,9 @@ class TestMultiPacketHeaps:
                        packet(1, payload[60:], 60, 100)])
         (heap,), stats = receive(thread_pool, data)
         assert bytes(heap.get_items()[0]) == payload
-        assert stats.duplicate_packets == 1
+        # a partial overlap is not a retransmission: it is refused, not a duplicate
+        assert stats.rejected_packets == 1
+        assert stats.duplicate_packets == 0
 
     def test_pointers_from_several_packets(self, thread_pool):
         data = concat([packet(1, b"ab", 0, 4, [(False, 0x1000, 0)]),
@@ -183,10 +185,16 @@ class TestMalformedPackets:
         assert bytes(heap.get_items()[0]) == b"abcd"
         assert stats.rejected_packets == 1
 
-    def test_item_pointing_past_payload_is_skipped(self, thread_pool, caplog):
-        (heap,), _ = receive(thread_pool, packet(1, b"ab", 0, 2, [(False, 0x1000, 0),
-                                                                (False, 0x1001, 99)]))
-        assert [i.id for i in heap.get_items()] == [0x1000]
+    def test_heap_with_an_item_past_its_length_never_completes(self, thread_pool, caplog):
+        # an item at address 99 of a 2-byte heap cannot be decoded: the heap
+        # stays incomplete, as in spead2, and is dropped when flushed
+        caplog.set_level(logging.WARNING, logger="spead2")
+        heaps, stats = receive(thread_pool, packet(1, b"ab", 0, 2, [(False, 0x1000, 0),
+                                                                   (False, 0x1001, 99)])
+                               + self.good)
+        assert [h.cnt for h in heaps] == [9]
+        assert stats.heaps == 2
+        assert any("dropped incomplete heap 1" in r.message for r in caplog.records)
 
     def test_huge_heap_length_does_not_allocate(self, thread_pool):
         bad = packet(1, b"x" * 8, 0, (1 << 40) - 1, [(False, 0x1000, 0)])
@@ -215,19 +223,32 @@ class TestEvictionAndStop:
         caplog.set_level(logging.WARNING, logger="spead2")
         data = concat([packet(1, b"a", 0, 2, [(False, 0x1000, 0)]),
                        packet(2, b"b", 0, 2, [(False, 0x1000, 0)]),
-                       packet(3, b"cc", 0, 2, [(False, 0x1000, 0)]),
-                       packet(2, b"B", 1, 2)])
+                       packet(3, b"c", 0, 2, [(False, 0x1000, 0)]),   # evicts heap 1
+                       packet(2, b"B", 1, 2),
+                       packet(3, b"C", 1, 2)])
         heaps, stats = receive(thread_pool, data, max_heaps=2)
-        assert [h.cnt for h in heaps] == [3, 2]
+        assert [h.cnt for h in heaps] == [2, 3]
         assert stats.incomplete_heaps_evicted == 1
+        assert stats.heaps == 3
         assert any("incomplete heap 1" in r.message for r in caplog.records)
 
     def test_evicted_heap_without_length_is_delivered_if_contiguous(self, thread_pool):
         data = concat([packet(1, b"ab", 0, None, [(False, 0x1000, 0)]),
-                       packet(2, b"c", 0, 1, [(False, 0x1000, 0)]),
-                       packet(3, b"d", 0, 1, [(False, 0x1000, 0)])])
-        heaps, _ = receive(thread_pool, data, max_heaps=1)
-        assert sorted(h.cnt for h in heaps) == [1, 2, 3]
+                       packet(2, b"c", 0, 2, [(False, 0x1000, 0)]),   # evicts heap 1
+                       packet(2, b"d", 1, 2)])
+        heaps, stats = receive(thread_pool, data, max_heaps=1)
+        assert [h.cnt for h in heaps] == [1, 2]
+        assert bytes(heaps[0].get_items()[0]) == b"ab"
+        assert stats.incomplete_heaps_evicted == 1
+
+    def test_single_packet_heaps_evict_nothing(self, thread_pool):
+        data = concat([packet(1, b"a", 0, 2, [(False, 0x1000, 0)])]
+                      + [packet(cnt, b"x", 0, 1, [(False, 0x1000, 0)]) for cnt in range(2, 10)]
+                      + [packet(1, b"b", 1, 2)])
+        heaps, stats = receive(thread_pool, data, max_heaps=1)
+        assert [h.cnt for h in heaps] == list(range(2, 10)) + [1]
+        assert stats.incomplete_heaps_evicted == 0
+        assert stats.single_packet_heaps == 8
 
     def test_stop_packet_ends_stream_and_is_not_delivered(self, thread_pool):
         data = concat([packet(1, b"a", 0, 1, [(False, 0x1000, 0)]), stop_packet(),
@@ -240,7 +261,10 @@ class TestEvictionAndStop:
                        packet(2, b"bb", 0, None, [(False, 0x1000, 0)]), stop_packet()])
         heaps, stats = receive(thread_pool, data)
         assert [h.cnt for h in heaps] == [2]
-        assert stats.incomplete_heaps_flushed == 1
+        # both were still under assembly: heap 1 is dropped, heap 2 (no
+        # length, contiguous) is delivered
+        assert stats.incomplete_heaps_flushed == 2
+        assert stats.heaps == 2
 
     def test_empty_buffer_stops_stream(self, thread_pool):
         heaps, _ = receive(thread_pool, b"")

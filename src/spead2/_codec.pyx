@@ -11,6 +11,7 @@ back to back, the whole value padded with zero bits to a byte.
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 
 import operator
@@ -21,7 +22,7 @@ cdef object _ONE = 1
 from spead2._wire cimport (
     SPEAD_PACKET_OK, spead_packet, spead_load_be64, spead_pointer_immediate, spead_pointer_id,
     spead_pointer_address, spead_make_pointer, spead_write_header, spead_decode_packet,
-    spead_store_be64,
+    spead_store_be64, spead_item_extent, spead_item_extents,
     spead_packet_status_string,
     SPEAD_HEAP_CNT_ID as HEAP_CNT_ID, SPEAD_HEAP_LENGTH_ID as HEAP_LENGTH_ID,
     SPEAD_PAYLOAD_OFFSET_ID as PAYLOAD_OFFSET_ID, SPEAD_PAYLOAD_LENGTH_ID as PAYLOAD_LENGTH_ID,
@@ -99,6 +100,41 @@ cdef inline void _store_be(uint8_t *p, Py_ssize_t n, uint64_t v) noexcept nogil:
         v >>= 8
 
 
+cdef dict _descriptor_fields(const uint8_t *pointers, int n, int hab, Py_ssize_t plen):
+    """The items of a descriptor packet: ``{id: (start, end)}`` for addressed
+    items, and the immediate DESCRIPTOR_ID_ID value under ``"id"``."""
+    cdef uint64_t *ptrs = NULL
+    cdef spead_item_extent *ext = NULL
+    cdef long count, k
+    cdef int i
+    cdef dict fields = {}
+    if n == 0:
+        return fields
+    ptrs = <uint64_t *> malloc(n * sizeof(uint64_t))
+    ext = <spead_item_extent *> malloc(n * sizeof(spead_item_extent))
+    try:
+        if ptrs == NULL or ext == NULL:
+            raise MemoryError()
+        for i in range(n):
+            ptrs[i] = spead_load_be64(pointers + 8 * i)
+        count = spead_item_extents(ptrs, n, hab, plen, ext)
+        if count == -2:
+            raise MemoryError()
+        if count == -1:
+            raise ValueError(f"a descriptor item's address is beyond the payload length {plen}")
+        for k in range(count):
+            if ext[k].immediate:
+                if ext[k].id == DESCRIPTOR_ID_ID:
+                    fields["id"] = ext[k].value
+            else:
+                fields[ext[k].id] = (ext[k].value, ext[k].value + ext[k].length)
+    finally:
+        free(ptrs)
+        free(ext)
+    return fields
+
+
+
 def decode_raw_descriptor(data, int bug_compat=0) -> RawDescriptor:
     """Parse a descriptor: a complete SPEAD packet holding one whole heap.
 
@@ -108,8 +144,7 @@ def decode_raw_descriptor(data, int bug_compat=0) -> RawDescriptor:
     """
     cdef Py_buffer view
     cdef spead_packet pkt
-    cdef int status, hab, i, n
-    cdef uint64_t ptr, pid, addr
+    cdef int status, hab, n
     cdef const uint8_t *payload
     cdef Py_ssize_t plen, start, end, fsize, ssize, k
     cdef int var_mask
@@ -129,30 +164,8 @@ def decode_raw_descriptor(data, int bug_compat=0) -> RawDescriptor:
         n = pkt.n_items
         payload = pkt.payload
         plen = <Py_ssize_t> pkt.payload_length
-        addressed = []
-        desc_id = None
-        for i in range(n):
-            ptr = spead_load_be64(pkt.pointers + 8 * i)
-            pid = spead_pointer_id(ptr, hab)
-            addr = spead_pointer_address(ptr, hab)
-            if spead_pointer_immediate(ptr):
-                if pid == DESCRIPTOR_ID_ID:
-                    desc_id = addr
-            else:
-                if addr > <uint64_t> plen:
-                    raise ValueError(f"descriptor item {pid:#x} has address {addr}, beyond "
-                                     f"the payload length {plen}")
-                addressed.append((addr, i, pid))
-        # An addressed item runs to the next item in address order (pointer
-        # order breaks ties, so empty items at the same address stay empty),
-        # or to the end of the payload.
-        addressed.sort()
-        fields = {}
-        for k in range(len(addressed)):
-            start = addressed[k][0]
-            end = addressed[k + 1][0] if k + 1 < len(addressed) else plen
-            fields[addressed[k][2]] = (start, end)
-
+        fields = _descriptor_fields(pkt.pointers, n, hab, plen)
+        desc_id = fields.pop("id", None)
         raw = RawDescriptor()
         if desc_id is None:
             if DESCRIPTOR_ID_ID in fields:

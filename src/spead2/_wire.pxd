@@ -56,3 +56,12 @@ cdef extern from "wire.h" nogil:
     void spead_write_header(uint8_t *out, int heap_address_bits, int n_items)
     int spead_decode_packet(const uint8_t *data, size_t len, spead_packet *out)
     const char *spead_packet_status_string(int status)
+
+    ctypedef struct spead_item_extent:
+        uint64_t id
+        int immediate
+        uint64_t value
+        uint64_t length
+
+    long spead_item_extents(const uint64_t *pointers, size_t n, int heap_address_bits,
+                            uint64_t payload_size, spead_item_extent *out)

@@ -1,19 +1,24 @@
 # cython: language_level=3
-"""Compiled receive stream: heaps assembled by the thread pool's workers."""
+"""Compiled receive side: finished heaps, the receive stream, and a
+thread-free handle on heap assembly for tests and tools."""
 
 import logging
-import socket as _socket
 import time
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t, uint64_t, uint8_t
-from libc.stdlib cimport malloc, free, qsort
-from libc.string cimport memcpy
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
 
 from spead2._core cimport ThreadPool, MemoryAllocator, Buffer, fill_byte_view
-from spead2._alloc cimport spead_allocator, spead_malloc_allocator_new, spead_allocator_decref
+from spead2._alloc cimport spead_allocator
 from spead2._tpool cimport tpool_t
+from spead2._wire cimport (
+    SPEAD_PACKET_OK, SPEAD_STREAM_CTRL_ID, SPEAD_CTRL_STREAM_START, SPEAD_CTRL_STREAM_STOP,
+    SPEAD_DESCRIPTOR_ID, spead_packet, spead_decode_packet, spead_packet_status_string,
+    spead_item_extent, spead_item_extents)
+from spead2._recv_core cimport *
 
 import spead2
 from spead2._args import as_index
@@ -25,99 +30,53 @@ _logger = logging.getLogger("spead2")
 DEFAULT_MAX_HEAP_SIZE = 1 << 30
 
 
-cdef extern from "recv.h" nogil:
-    ctypedef struct spead_heap:
-        int64_t cnt
-        int heap_address_bits
-        int bug_compat
-        uint8_t *payload
-        size_t payload_size
-        void *handle
-        spead_allocator *alloc
-        uint64_t *pointers
-        size_t n_pointers
-
-    void spead_heap_free(spead_heap *h)
-
-    ctypedef struct spead_recv_stats:
-        uint64_t packets
-        uint64_t batches
-        uint64_t max_batch
-        uint64_t heaps
-        uint64_t single_packet_heaps
-        uint64_t incomplete_heaps_evicted
-        uint64_t incomplete_heaps_flushed
-        uint64_t bad_packets
-        uint64_t duplicate_packets
-        uint64_t too_large_packets
-        uint64_t rejected_packets
-        uint64_t payload_bytes
-        uint64_t worker_blocked
-        uint64_t log_suppressed
-
-    ctypedef struct spead_log_entry:
-        int level
-        char text[200]
-
-    ctypedef struct recv_stream:
-        pass
-
-    recv_stream *recv_stream_new(tpool_t *tp, int bug_compat, size_t max_heaps, size_t ring_heaps,
-                                 size_t max_heap_size, spead_allocator *alloc)
-    void recv_stream_decref(recv_stream *s)
-    void recv_stream_set_allocator(recv_stream *s, spead_allocator *alloc)
-    void recv_stream_set_memcpy(recv_stream *s, int nontemporal)
-    void recv_stream_stop(recv_stream *s)
-    int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
-    int recv_stream_logs_pending(recv_stream *s)
-    size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max) nogil
-    void recv_stream_get_stats(recv_stream *s, spead_recv_stats *out) nogil
-    int recv_stream_fd(recv_stream *s)
-    int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len)
-    int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
-
-
 cdef class _HeapWarnings:
-    """Warnings about what a stream's heaps contain, at most 32 lines per
-    second per stream: like dropped packets, their number is up to the
+    """Warnings about what a stream's heaps contain and what its readers
+    drop, at most 32 lines per second per stream: their number is up to the
     sender. A line after a suppressed stretch says how many were
     suppressed."""
 
     cdef int budget
     cdef double period_start
     cdef readonly object suppressed
+    cdef readonly object total_suppressed
 
     def __init__(self):
         self.budget = 32
         self.period_start = time.monotonic()
         self.suppressed = 0
+        self.total_suppressed = 0
 
-    def warning(self, msg, *args):
+    cdef bint _allow(self):
         cdef double now
         if self.budget == 0:
             now = time.monotonic()
             if now - self.period_start >= 1.0:
                 self.budget = 32
                 self.period_start = now
-        if self.budget == 0:
-            self.suppressed += 1
+        return self.budget > 0
+
+    cdef void _count(self, n):
+        self.suppressed += n
+        self.total_suppressed += n
+
+    def log(self, int level, msg, *args):
+        if not self._allow():
+            self._count(1)
             return
         self.budget -= 1
         if self.suppressed:
             msg += " (%d similar messages suppressed)"
             args += (self.suppressed,)
             self.suppressed = 0
-        _logger.warning(msg, *args)
+        _logger.log(level, msg, *args)
+
+    def warning(self, msg, *args):
+        self.log(logging.WARNING, msg, *args)
 
 
 # for heaps not made by a stream
 _heap_warnings = _HeapWarnings()
-
-
-cdef int64_t _HEAP_LENGTH_ID = 0x02
-cdef uint64_t _DESCRIPTOR_ID = 0x05
-cdef uint64_t _STREAM_CTRL_ID = 0x06
-cdef uint64_t _CTRL_STREAM_START = 0
 
 _flavours = {}
 _default_allocator = MemoryAllocator()
@@ -134,10 +93,12 @@ cdef object _flavour(int hab, int bug_compat):
 
 cdef class RawItem:
     """One item of a received heap: its ``id``, whether it was sent as an
-    immediate, and its bytes (through the buffer protocol)."""
+    immediate (then ``immediate_value`` is its address field), and its bytes
+    (through the buffer protocol)."""
 
     cdef readonly uint64_t id
     cdef readonly bint is_immediate
+    cdef readonly uint64_t immediate_value
     cdef object owner
     cdef const unsigned char *ptr
     cdef Py_ssize_t length
@@ -157,166 +118,186 @@ cdef class RawItem:
         return f"<RawItem id={self.id:#x} {kind} {self.length} bytes>"
 
 
-cdef int _cmp_u64(const void *a, const void *b) noexcept nogil:
-    cdef uint64_t x = (<const uint64_t *> a)[0]
-    cdef uint64_t y = (<const uint64_t *> b)[0]
-    return (x > y) - (x < y)
+cdef RawItem _immediate_item(uint64_t id, uint64_t value, int hab):
+    cdef RawItem item = RawItem.__new__(RawItem)
+    cdef int nbytes = hab // 8
+    cdef int b
+    item.id = id
+    item.is_immediate = True
+    item.immediate_value = value
+    for b in range(nbytes):
+        item.immediate[b] = (value >> (8 * (nbytes - 1 - b))) & 0xff
+    item.ptr = item.immediate
+    item.length = nbytes
+    return item
 
 
-cdef class Heap:
-    """A heap received from a stream. Pass it to :meth:`spead2.ItemGroup.update`."""
+cdef class _HeapBase:
+    """What complete and incomplete received heaps share."""
 
-    cdef readonly int64_t cnt
-    cdef int hab
-    cdef int bug_compat
-    cdef Buffer payload
-    cdef size_t payload_size
-    cdef uint64_t *pointers
-    cdef size_t n_pointers
+    cdef spead_heap *h
     cdef _HeapWarnings warnings
 
     def __cinit__(self):
-        self.pointers = NULL
-        self.n_pointers = 0
-        self.payload = None
+        self.h = NULL
         self.warnings = _heap_warnings
 
     def __dealloc__(self):
-        free(self.pointers)
+        spead_heap_free(self.h)
+
+    @property
+    def cnt(self) -> int:
+        """The heap counter."""
+        return self.h.cnt
 
     @property
     def flavour(self):
         """The SPEAD flavour the heap was encoded with."""
-        return _flavour(self.hab, self.bug_compat)
-
-    @property
-    def payload_size(self) -> int:
-        return self.payload_size
+        return _flavour(self.h.heap_address_bits, self.h.bug_compat)
 
     def is_start_of_stream(self) -> bool:
         """True if the heap carries a stream-control start item."""
-        cdef size_t i
-        cdef uint64_t ptr
-        cdef int hab = self.hab
-        for i in range(self.n_pointers):
-            ptr = self.pointers[i]
-            if (ptr >> 63) and ((ptr >> hab) & ((1ULL << (63 - hab)) - 1)) == _STREAM_CTRL_ID \
-                    and (ptr & ((1ULL << hab) - 1)) == _CTRL_STREAM_START:
-                return True
-        return False
+        return bool(spead_heap_has_ctrl(self.h, SPEAD_CTRL_STREAM_START))
 
-    def get_items(self) -> list:
-        """The heap's items, in the order their pointers arrived."""
-        cdef size_t i, n_addr = 0, lo, hi, mid
-        cdef uint64_t ptr, addr, end, id_mask, addr_mask
-        cdef int hab = self.hab
-        cdef int nbytes = hab // 8
-        cdef uint64_t *addrs = NULL
+    def is_end_of_stream(self) -> bool:
+        """True if the heap carries a stream-control stop item."""
+        return bool(spead_heap_has_ctrl(self.h, SPEAD_CTRL_STREAM_STOP))
+
+    cdef list _items(self, Buffer payload, bint immediates_only):
+        cdef spead_heap *h = self.h
+        cdef spead_item_extent *ext = NULL
+        cdef long n, i
         cdef RawItem item
         cdef list out = []
-        id_mask = (1ULL << (63 - hab)) - 1
-        addr_mask = (1ULL << hab) - 1
-        for i in range(self.n_pointers):
-            if not (self.pointers[i] >> 63):
-                n_addr += 1
-        if n_addr:
-            addrs = <uint64_t *> malloc(n_addr * sizeof(uint64_t))
-            if addrs == NULL:
-                raise MemoryError()
-            n_addr = 0
-            for i in range(self.n_pointers):
-                if not (self.pointers[i] >> 63):
-                    addrs[n_addr] = self.pointers[i] & addr_mask
-                    n_addr += 1
-            if n_addr > 1:
-                qsort(addrs, n_addr, sizeof(uint64_t), _cmp_u64)
+        if h.n_pointers == 0:
+            return out
+        ext = <spead_item_extent *> malloc(h.n_pointers * sizeof(spead_item_extent))
+        if ext == NULL:
+            raise MemoryError()
         try:
-            for i in range(self.n_pointers):
-                ptr = self.pointers[i]
-                item = RawItem.__new__(RawItem)
-                item.id = (ptr >> hab) & id_mask
-                addr = ptr & addr_mask
-                if ptr >> 63:
-                    item.is_immediate = True
-                    for b in range(nbytes):
-                        item.immediate[b] = (addr >> (8 * (nbytes - 1 - b))) & 0xff
-                    item.ptr = item.immediate
-                    item.length = nbytes
-                else:
-                    if addr > self.payload_size:
-                        self.warnings.warning(
-                            "item %#x in heap %d points past the payload; ignored",
-                            item.id, self.cnt)
-                        continue
-                    # the item ends where the next item (by address) starts
-                    lo = 0
-                    hi = n_addr
-                    while lo < hi:
-                        mid = (lo + hi) // 2
-                        if addrs[mid] <= addr:
-                            lo = mid + 1
-                        else:
-                            hi = mid
-                    end = addrs[lo] if lo < n_addr else self.payload_size
-                    if end > self.payload_size:
-                        end = self.payload_size
+            n = spead_item_extents(h.pointers, h.n_pointers, h.heap_address_bits,
+                                   h.payload_size if not immediates_only else 0xffffffffffffffff,
+                                   ext)
+            if n == -2:
+                raise MemoryError()
+            if n < 0:
+                self.warnings.warning("heap %d has items beyond its payload; ignored", h.cnt)
+                return out
+            for i in range(n):
+                if ext[i].immediate:
+                    out.append(_immediate_item(ext[i].id, ext[i].value, h.heap_address_bits))
+                elif not immediates_only:
+                    item = RawItem.__new__(RawItem)
+                    item.id = ext[i].id
                     item.is_immediate = False
-                    item.owner = self.payload
-                    item.ptr = self.payload.data + addr if self.payload is not None else item.immediate
-                    item.length = end - addr
-                out.append(item)
+                    item.owner = payload
+                    item.ptr = payload.data + ext[i].value
+                    item.length = <Py_ssize_t> ext[i].length
+                    out.append(item)
         finally:
-            free(addrs)
+            free(ext)
         return out
+
+
+cdef class Heap(_HeapBase):
+    """A heap received from a stream. Pass it to :meth:`spead2.ItemGroup.update`."""
+
+    cdef Buffer payload
+
+    @property
+    def payload_size(self) -> int:
+        """Bytes of payload the heap's items span."""
+        return self.h.payload_size
+
+    def get_items(self) -> list:
+        """The heap's items (raw), in the order their pointers arrived;
+        header items and empty addressed items are left out."""
+        return self._items(self.payload, False)
 
     def get_descriptors(self) -> list:
         """The raw descriptors carried by the heap."""
-        cdef size_t i
-        cdef int hab = self.hab
-        for i in range(self.n_pointers):
-            if ((self.pointers[i] >> hab) & ((1ULL << (63 - hab)) - 1)) == _DESCRIPTOR_ID:
-                break
-        else:
+        if not any(item.id == SPEAD_DESCRIPTOR_ID for item in self.get_items()):
             return []
         from spead2._codec import decode_raw_descriptor
         out = []
         for item in self.get_items():
-            if item.id == _DESCRIPTOR_ID and not item.is_immediate:
+            if item.id == SPEAD_DESCRIPTOR_ID and not item.is_immediate:
                 try:
-                    out.append(decode_raw_descriptor(item, self.bug_compat))
+                    out.append(decode_raw_descriptor(item, self.h.bug_compat))
                 except ValueError as exc:
                     self.warnings.warning("malformed descriptor in heap %d ignored: %s",
-                                          self.cnt, exc)
+                                          self.h.cnt, exc)
         return out
 
     def __repr__(self):
-        return f"<spead2.recv.Heap cnt={self.cnt} payload={self.payload_size} items={self.n_pointers}>"
+        return (f"<spead2.recv.Heap cnt={self.h.cnt} payload={self.h.payload_size} "
+                f"items={self.h.n_pointers}>")
 
 
-cdef Heap _wrap_heap(spead_heap *h, _HeapWarnings warnings):
-    cdef Heap heap = Heap.__new__(Heap)
-    heap.warnings = warnings
-    heap.cnt = h.cnt
-    heap.hab = h.heap_address_bits
-    heap.bug_compat = h.bug_compat
-    heap.payload_size = h.payload_size
-    if h.payload != NULL:
-        heap.payload = Buffer.wrap(h.alloc, h.payload, h.handle, h.payload_size)
-        h.payload = NULL
-    heap.pointers = h.pointers
-    heap.n_pointers = h.n_pointers
-    h.pointers = NULL
-    spead_heap_free(h)
-    return heap
+cdef class IncompleteHeap(_HeapBase):
+    """A heap that left assembly before all its payload arrived. Only its
+    immediate items are available."""
+
+    @property
+    def heap_length(self) -> int:
+        """The heap length its packets announced, or -1 if none did."""
+        return self.h.heap_length
+
+    @property
+    def received_length(self) -> int:
+        """Payload bytes that arrived."""
+        return self.h.received_length
+
+    @property
+    def payload_ranges(self) -> list:
+        """``(start, end)`` byte ranges of the payload that arrived (end
+        exclusive, ascending, merged); empty unless the stream keeps them."""
+        return [(self.h.ranges[i].start, self.h.ranges[i].end) for i in range(self.h.n_ranges)]
+
+    def get_items(self) -> list:
+        """The heap's immediate items."""
+        return self._items(None, True)
+
+    def __repr__(self):
+        return (f"<spead2.recv.IncompleteHeap cnt={self.h.cnt} received={self.h.received_length}"
+                f"/{self.h.heap_length}>")
+
+
+cdef object _wrap_heap(spead_heap *h, _HeapWarnings warnings):
+    """A Python heap that owns ``h``."""
+    cdef _HeapBase out
+    cdef Heap heap
+    if h.contiguous:
+        heap = Heap.__new__(Heap)
+        if h.payload != NULL:
+            heap.payload = Buffer.wrap(h.alloc, h.payload, h.handle, h.payload_size)
+            h.payload = NULL
+            spead_heap_release_payload(h)   # drops the allocator reference the heap held
+        out = heap
+    else:
+        out = IncompleteHeap.__new__(IncompleteHeap)
+    out.h = h
+    out.warnings = warnings
+    return out
+
+
+# Statistics in the order of csrc/stats.h.
+STAT_NAMES = (
+    "heaps", "incomplete_heaps_evicted", "incomplete_heaps_flushed", "packets", "batches",
+    "max_batch", "single_packet_heaps", "search_dist", "worker_blocked", "bad_packets",
+    "rejected_packets", "duplicate_packets", "too_large_packets", "bytes", "log_suppressed",
+)
+assert len(STAT_NAMES) == SPEAD_STAT_CORE_COUNT
+
+
+cdef dict _stats_dict(const uint64_t *stats):
+    return {STAT_NAMES[i]: stats[i] for i in range(SPEAD_STAT_CORE_COUNT)}
 
 
 class StreamStats:
     """Counters of a receive stream, read at one instant."""
 
-    __slots__ = ("packets", "batches", "max_batch", "heaps", "single_packet_heaps",
-                 "incomplete_heaps_evicted", "incomplete_heaps_flushed", "bad_packets",
-                 "duplicate_packets", "too_large_packets", "rejected_packets", "bytes",
-                 "worker_blocked", "log_suppressed")
+    __slots__ = STAT_NAMES
 
     def __init__(self, **kwargs):
         for name in self.__slots__:
@@ -373,7 +354,6 @@ cdef class Stream:
     cdef readonly size_t ring_heaps
     cdef readonly size_t max_heap_size
     cdef object _allocator
-    cdef bint _stopped
     cdef _HeapWarnings _warnings
 
     def __cinit__(self, *args, **kwargs):
@@ -382,7 +362,7 @@ cdef class Stream:
 
     def __init__(self, ThreadPool thread_pool not None, bug_compat=0, max_heaps=4,
                  ring_heaps=4, *, max_heap_size=DEFAULT_MAX_HEAP_SIZE):
-        cdef spead_allocator *alloc
+        cdef recv_stream_config config
         cdef tpool_t *tp = thread_pool.get()
         bug_compat = as_index(bug_compat, "bug_compat")
         if bug_compat & ~7 or bug_compat < 0:
@@ -405,12 +385,21 @@ cdef class Stream:
         # reuse stay warm from one stream to the next
         self._allocator = _default_allocator
         self._warnings = _HeapWarnings()
-        alloc = (<MemoryAllocator> self._allocator)._alloc
-        self.s = recv_stream_new(tp, bug_compat, self.max_heaps, self.ring_heaps,
-                                 self.max_heap_size, alloc)
+        memset(&config, 0, sizeof(config))
+        config.assembly.max_heaps = self.max_heaps
+        config.assembly.substreams = 1
+        config.assembly.max_heap_size = self.max_heap_size
+        config.assembly.bug_compat = bug_compat
+        config.assembly.allow_out_of_order = 1
+        config.assembly.allow_unsized_heaps = 1
+        config.assembly.stop_on_stop_item = 1
+        config.ring_heaps = self.ring_heaps
+        config.contiguous_only = 1
+        self.s = recv_stream_new(tp, &config, (<MemoryAllocator> self._allocator)._alloc)
         if self.s == NULL:
             raise MemoryError(f"cannot allocate a stream with max_heaps={max_heaps} and "
                               f"ring_heaps={ring_heaps}")
+        recv_stream_set_log_level(self.s, _logger.getEffectiveLevel())
 
     cdef recv_stream *_get(self) except NULL:
         if self.s == NULL:
@@ -432,7 +421,7 @@ cdef class Stream:
     def set_memcpy(self, id) -> None:
         """Choose the copy from packet to heap: MEMCPY_STD or MEMCPY_NONTEMPORAL."""
         id = as_index(id, "id")
-        if id not in (0, 1):
+        if id not in (spead2.MEMCPY_STD, spead2.MEMCPY_NONTEMPORAL):
             raise ValueError(f"unknown memcpy function {id}")
         recv_stream_set_memcpy(self._get(), id)
 
@@ -481,16 +470,24 @@ cdef class Stream:
     cdef void _drain_logs(self):
         cdef spead_log_entry entries[16]
         cdef size_t n, i
-        if self.s == NULL:
-            return
         cdef recv_stream *s = self.s
+        if s == NULL or not recv_stream_logs_pending(s):
+            return
         while recv_stream_logs_pending(s):
+            if not self._warnings._allow():
+                # the budget is spent: the lines are counted, not formatted
+                with nogil:
+                    n = recv_stream_discard_logs(s)
+                self._warnings._count(n)
+                break
             with nogil:
                 n = recv_stream_take_logs(s, entries, 16)
             for i in range(n):
-                _logger.log(entries[i].level, "%s", entries[i].text.decode("utf-8", "replace"))
+                self._warnings.log(entries[i].level, "%s",
+                                   entries[i].text.decode("utf-8", "replace"))
             if n < 16:
                 break
+        recv_stream_set_log_level(s, _logger.getEffectiveLevel())
 
     def get(self):
         """Return the next heap, waiting if necessary.
@@ -549,16 +546,164 @@ cdef class Stream:
     @property
     def stats(self) -> StreamStats:
         """A snapshot of the stream's counters."""
-        cdef spead_recv_stats st
+        cdef uint64_t st[SPEAD_STAT_CORE_COUNT]
         cdef recv_stream *s = self._get()
         with nogil:
-            recv_stream_get_stats(s, &st)
+            recv_stream_get_stats(s, st)
         self._drain_logs()
-        return StreamStats(
-            packets=st.packets, batches=st.batches, max_batch=st.max_batch, heaps=st.heaps,
-            single_packet_heaps=st.single_packet_heaps,
-            incomplete_heaps_evicted=st.incomplete_heaps_evicted,
-            incomplete_heaps_flushed=st.incomplete_heaps_flushed, bad_packets=st.bad_packets,
-            duplicate_packets=st.duplicate_packets, too_large_packets=st.too_large_packets,
-            rejected_packets=st.rejected_packets, bytes=st.payload_bytes,
-            worker_blocked=st.worker_blocked, log_suppressed=st.log_suppressed)
+        values = _stats_dict(st)
+        values["log_suppressed"] += self._warnings.total_suppressed
+        return StreamStats(**values)
+
+
+# ---------------------------------------------------------------------------
+# Heap assembly without threads or I/O
+
+
+class HeapLeft:
+    """A heap left the assembler: ``exit`` is ``"completed"``, ``"evicted"``
+    or ``"flushed"``; ``heap`` is a :class:`Heap` (contiguous) or an
+    :class:`IncompleteHeap`, or None if memory ran out."""
+
+    __slots__ = ("exit", "heap")
+
+    def __init__(self, exit, heap):
+        self.exit = exit
+        self.heap = heap
+
+    def __repr__(self):
+        return f"HeapLeft({self.exit!r}, {self.heap!r})"
+
+
+class PacketDropped:
+    """A packet was not taken: ``code`` is one of the ``FEED_*`` constants,
+    ``reason`` says why in words."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code, reason):
+        self.code = code
+        self.reason = reason
+
+    def __repr__(self):
+        return f"PacketDropped({self.code}, {self.reason!r})"
+
+
+class StopItem:
+    """A packet carried the stop item that ends the stream."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return "StopItem()"
+
+
+FEED_STOP = SPEAD_FEED_STOP
+FEED_DUPLICATE = SPEAD_FEED_DUPLICATE
+FEED_NO_HEAP_LENGTH = SPEAD_FEED_NO_HEAP_LENGTH
+FEED_HEAP_TOO_LARGE = SPEAD_FEED_HEAP_TOO_LARGE
+FEED_OUT_OF_ORDER = SPEAD_FEED_OUT_OF_ORDER
+FEED_LENGTH_MISMATCH = SPEAD_FEED_LENGTH_MISMATCH
+FEED_LENGTH_TOO_SMALL = SPEAD_FEED_LENGTH_TOO_SMALL
+FEED_FLAVOUR_MISMATCH = SPEAD_FEED_FLAVOUR_MISMATCH
+FEED_PAST_HEAP_LENGTH = SPEAD_FEED_PAST_HEAP_LENGTH
+FEED_OVERLAP = SPEAD_FEED_OVERLAP
+FEED_POINTERS_LIMIT = SPEAD_FEED_POINTERS_LIMIT
+FEED_NO_MEMORY = SPEAD_FEED_NO_MEMORY
+FEED_BAD_PACKET = -1
+
+_EXITS = {SPEAD_HEAP_COMPLETED: "completed", SPEAD_HEAP_EVICTED: "evicted",
+          SPEAD_HEAP_FLUSHED: "flushed"}
+
+
+cdef void _collect_heap(void *ctx, spead_heap *heap, int exit) noexcept with gil:
+    cdef Assembler a = <Assembler> ctx
+    wrapped = _wrap_heap(heap, _heap_warnings) if heap != NULL else None
+    a._events.append(HeapLeft(_EXITS[exit], wrapped))
+
+
+cdef class Assembler:
+    """Heap assembly with nothing around it: no threads, sockets, locks or
+    clocks. :meth:`feed` takes one packet (bytes) and returns what happened,
+    as a list of events: heaps that left assembly (:class:`HeapLeft`, in
+    order), then :class:`PacketDropped` or :class:`StopItem` if the packet
+    was not simply taken. The receive stream runs the same assembler on its
+    worker threads."""
+
+    cdef spead_assembler *a
+    cdef list _events
+    cdef uint64_t _stats[SPEAD_STAT_CORE_COUNT]
+    cdef readonly object allocator
+
+    def __cinit__(self, *args, **kwargs):
+        self.a = NULL
+        self._events = []
+        memset(self._stats, 0, sizeof(self._stats))
+
+    def __init__(self, *, max_heaps=4, substreams=1, bug_compat=0,
+                 max_heap_size=DEFAULT_MAX_HEAP_SIZE, allow_out_of_order=False,
+                 allow_unsized_heaps=True, stop_on_stop_item=True, keep_payload_ranges=False,
+                 memcpy=0, MemoryAllocator allocator=None):
+        cdef spead_assembler_config config
+        memset(&config, 0, sizeof(config))
+        config.max_heaps = _check_size("max_heaps", max_heaps)
+        config.substreams = _check_size("substreams", substreams)
+        config.max_heap_size = _check_size("max_heap_size", max_heap_size)
+        config.bug_compat = bug_compat
+        config.allow_out_of_order = bool(allow_out_of_order)
+        config.allow_unsized_heaps = bool(allow_unsized_heaps)
+        config.stop_on_stop_item = bool(stop_on_stop_item)
+        config.keep_payload_ranges = bool(keep_payload_ranges)
+        if config.max_heaps < 1 or config.substreams < 1:
+            raise ValueError("max_heaps and substreams must be at least 1")
+        self.allocator = allocator if allocator is not None else _default_allocator
+        self.a = spead_assembler_new(&config, (<MemoryAllocator> self.allocator)._alloc,
+                                     _collect_heap, <void *> self)
+        if self.a == NULL:
+            raise MemoryError()
+        spead_assembler_set_memcpy(self.a, memcpy)
+
+    def __dealloc__(self):
+        spead_assembler_free(self.a)
+
+    cdef list _take_events(self):
+        events = self._events
+        self._events = []
+        return events
+
+    def feed(self, packet) -> list:
+        """Offer one packet; return the events it caused."""
+        cdef Py_buffer view
+        cdef spead_packet pkt
+        cdef int status, result
+        PyObject_GetBuffer(packet, &view, PyBUF_SIMPLE)
+        try:
+            status = spead_decode_packet(<const uint8_t *> view.buf, <size_t> view.len, &pkt)
+            if status != SPEAD_PACKET_OK:
+                self._stats[SPEAD_STAT_BAD_PACKETS] += 1
+                return [PacketDropped(FEED_BAD_PACKET,
+                                      spead_packet_status_string(status).decode())]
+            result = spead_assembler_feed(self.a, &pkt, self._stats)
+        finally:
+            PyBuffer_Release(&view)
+        events = self._take_events()
+        if result == SPEAD_FEED_STOP:
+            events.append(StopItem())
+        elif result != SPEAD_FEED_ACCEPTED:
+            events.append(PacketDropped(result, spead_feed_result_string(result).decode()))
+        return events
+
+    def flush(self) -> list:
+        """Hand on every heap under assembly; return the events."""
+        spead_assembler_flush(self.a, self._stats)
+        return self._take_events()
+
+    @property
+    def live_heaps(self) -> int:
+        """Heaps under assembly."""
+        return spead_assembler_live(self.a)
+
+    @property
+    def stats(self) -> dict:
+        """The counters, by name, as a stream reports them."""
+        return _stats_dict(self._stats)
