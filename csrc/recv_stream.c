@@ -182,19 +182,17 @@ static void end_on_pool_stop(void *arg);
 recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
                              spead_allocator *alloc)
 {
-    if (config->ring_heaps == 0)
+    if (config->ring_heaps == 0 || config->n_stats < SPEAD_STAT_CORE_COUNT)
         return NULL;
     recv_stream *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
     s->config = *config;
+    s->stats = calloc(config->n_stats, sizeof(uint64_t));
     s->assembler = spead_assembler_new(&config->assembly, alloc, heap_ready, s);
-    if (!s->assembler) {
-        free(s);
-        return NULL;
-    }
-    if (spead_ring_init(&s->ring, config->ring_heaps) != 0) {
+    if (!s->stats || !s->assembler || spead_ring_init(&s->ring, config->ring_heaps) != 0) {
         spead_assembler_free(s->assembler);
+        free(s->stats);
         free(s);
         return NULL;
     }
@@ -265,6 +263,7 @@ void recv_stream_decref(recv_stream *s)
         r = next;
     }
     spead_assembler_free(s->assembler);
+    free(s->stats);
     spead_ring_destroy(&s->ring, free_heap_item);
     spead_logq_destroy(&s->log);
     tpool_decref(s->tp);
@@ -384,7 +383,7 @@ int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
 void recv_stream_get_stats(recv_stream *s, uint64_t *out)
 {
     pthread_mutex_lock(&s->lock);
-    memcpy(out, s->stats, sizeof(s->stats));
+    memcpy(out, s->stats, s->config.n_stats * sizeof(uint64_t));
     pthread_mutex_unlock(&s->lock);
     out[SPEAD_STAT_LOG_SUPPRESSED] = spead_logq_dropped(&s->log);
 }

@@ -69,6 +69,7 @@ typedef struct {
     size_t ring_heaps;      /* ring capacity, >= 1 */
     int contiguous_only;    /* else incomplete heaps are delivered too */
     int explicit_start;     /* readers wait for recv_stream_start */
+    size_t n_stats;         /* SPEAD_STAT_CORE_COUNT plus the custom statistics */
 } recv_stream_config;
 
 struct recv_stream {
@@ -81,7 +82,7 @@ struct recv_stream {
     spead_assembler *assembler;
     spead_ring ring;
     spead_logq log;
-    uint64_t stats[SPEAD_STAT_CORE_COUNT];
+    uint64_t *stats;           /* config.n_stats counters */
     int stop_requested;        /* no new data is accepted */
     int stopping_readers;      /* a thread is closing the readers */
     int started;               /* readers may run (always, without explicit start) */
@@ -110,7 +111,7 @@ void recv_stream_end_of_input(recv_stream *s);
  * wait. Returns 1 with *out set, 0 when ended and drained, -1 on timeout or
  * when log lines are waiting. */
 int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms);
-/* Copy the statistics (SPEAD_STAT_CORE_COUNT entries). */
+/* Copy the statistics (config.n_stats entries). */
 void recv_stream_get_stats(recv_stream *s, uint64_t *out);
 int recv_stream_fd(recv_stream *s);
 size_t recv_stream_ring_size(recv_stream *s);

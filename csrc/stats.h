@@ -23,4 +23,15 @@ enum spead_stat_index {
     SPEAD_STAT_CORE_COUNT
 };
 
+/* How two values of a statistic combine (for batches and for adding
+ * snapshots). */
+enum spead_stat_mode {
+    SPEAD_STAT_COUNTER = 0,             /* sum */
+    SPEAD_STAT_MAXIMUM = 1              /* larger */
+};
+
+/* Names (as Python reports them) and modes of the core statistics. */
+extern const char *const spead_stat_names[SPEAD_STAT_CORE_COUNT];
+extern const int spead_stat_modes[SPEAD_STAT_CORE_COUNT];
+
 #endif

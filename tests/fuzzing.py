@@ -721,11 +721,11 @@ class Tally:
         self.failures = []
 
     def add_stats(self, before, after):
-        for name in after.__slots__:
+        for name, value in after.items():
             if name == "max_batch":
-                self.stats[name] = max(self.stats[name], getattr(after, name))
+                self.stats[name] = max(self.stats[name], value)
             else:
-                self.stats[name] += getattr(after, name) - (getattr(before, name) if before else 0)
+                self.stats[name] += value - (before[name] if before else 0)
 
     def merge(self, other):
         self.inputs += other["inputs"]

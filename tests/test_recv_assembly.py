@@ -12,6 +12,8 @@ from packets import concat, header, heap_packets, packet, pointer, start_packet,
 
 
 def receive(tp, data, **kwargs):
+    # the 2016 form (chosen by its keywords), which takes packets in any order
+    kwargs.setdefault("max_heaps", 4)
     stream = spead2.recv.Stream(tp, **kwargs)
     stream.add_buffer_reader(data)
     heaps = list(stream)

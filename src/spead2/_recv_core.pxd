@@ -52,6 +52,11 @@ cdef extern from "stats.h" nogil:
         SPEAD_STAT_BYTES
         SPEAD_STAT_LOG_SUPPRESSED
         SPEAD_STAT_CORE_COUNT
+    enum:
+        SPEAD_STAT_COUNTER
+        SPEAD_STAT_MAXIMUM
+    const char *const spead_stat_names[]
+    const int spead_stat_modes[]
 
 
 cdef extern from "live_heap.h" nogil:
@@ -116,6 +121,7 @@ cdef extern from "recv_stream.h" nogil:
         size_t ring_heaps
         int contiguous_only
         int explicit_start
+        size_t n_stats
 
     ctypedef struct recv_stream:
         pass

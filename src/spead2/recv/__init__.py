@@ -1,10 +1,19 @@
-"""Receiving SPEAD streams: :class:`Stream` assembles heaps from transports."""
+"""Receiving SPEAD streams: :class:`Stream` assembles heaps from transports.
+
+Both API generations are accepted: today's ``Stream(thread_pool,
+StreamConfig(...), RingStreamConfig(...))`` and the 2016 ``Stream(thread_pool,
+bug_compat, max_heaps, ring_heaps)``.
+"""
 
 DEFAULT_UDP_MAX_SIZE = 9200
 DEFAULT_UDP_BUFFER_SIZE = 8388608
 
 from ._recv import (  # noqa: E402
-    DEFAULT_MAX_HEAP_SIZE, Heap, IncompleteHeap, RawItem, Stream, StreamStats, UdpSocketError)
+    DEFAULT_MAX_HEAP_SIZE, Heap, IncompleteHeap, RawItem, Stream, UdpSocketError)
+from ._config import (  # noqa: E402
+    RingStreamConfig, StreamConfig, StreamStatConfig, StreamStats)
+from . import stream_stat_indices  # noqa: E402
 
 __all__ = ["DEFAULT_UDP_MAX_SIZE", "DEFAULT_UDP_BUFFER_SIZE", "DEFAULT_MAX_HEAP_SIZE", "Heap",
-           "IncompleteHeap", "RawItem", "Stream", "StreamStats", "UdpSocketError"]
+           "IncompleteHeap", "RawItem", "Stream", "StreamConfig", "RingStreamConfig",
+           "StreamStatConfig", "StreamStats", "UdpSocketError", "stream_stat_indices"]

@@ -17,7 +17,7 @@ from spead2._tpool cimport tpool_t
 from spead2._wire cimport (
     SPEAD_PACKET_OK, SPEAD_STREAM_CTRL_ID, SPEAD_CTRL_STREAM_START, SPEAD_CTRL_STREAM_STOP,
     SPEAD_DESCRIPTOR_ID, spead_packet, spead_decode_packet, spead_packet_status_string,
-    spead_item_extent, spead_item_extents)
+    spead_item_extent, spead_item_extents, spead_pointer_id)
 from spead2._recv_core cimport *
 
 import spead2
@@ -79,7 +79,7 @@ cdef class _HeapWarnings:
 _heap_warnings = _HeapWarnings()
 
 _flavours = {}
-_default_allocator = MemoryAllocator()
+default_allocator = MemoryAllocator()
 
 
 cdef object _flavour(int hab, int bug_compat):
@@ -216,7 +216,12 @@ cdef class Heap(_HeapBase):
 
     def get_descriptors(self) -> list:
         """The raw descriptors carried by the heap."""
-        if not any(item.id == SPEAD_DESCRIPTOR_ID for item in self.get_items()):
+        cdef size_t i
+        cdef int hab = self.h.heap_address_bits
+        for i in range(self.h.n_pointers):
+            if spead_pointer_id(self.h.pointers[i], hab) == SPEAD_DESCRIPTOR_ID:
+                break
+        else:
             return []
         from spead2._codec import decode_raw_descriptor
         out = []
@@ -281,39 +286,10 @@ cdef object _wrap_heap(spead_heap *h, _HeapWarnings warnings):
     return out
 
 
-# Statistics in the order of csrc/stats.h.
-STAT_NAMES = (
-    "heaps", "incomplete_heaps_evicted", "incomplete_heaps_flushed", "packets", "batches",
-    "max_batch", "single_packet_heaps", "search_dist", "worker_blocked", "bad_packets",
-    "rejected_packets", "duplicate_packets", "too_large_packets", "bytes", "log_suppressed",
-)
-assert len(STAT_NAMES) == SPEAD_STAT_CORE_COUNT
-
-
-cdef dict _stats_dict(const uint64_t *stats):
-    return {STAT_NAMES[i]: stats[i] for i in range(SPEAD_STAT_CORE_COUNT)}
-
-
-class StreamStats:
-    """Counters of a receive stream, read at one instant."""
-
-    __slots__ = STAT_NAMES
-
-    def __init__(self, **kwargs):
-        for name in self.__slots__:
-            setattr(self, name, kwargs.get(name, 0))
-
-    @property
-    def malformed_packets(self) -> int:
-        """Packets dropped because they could not be decoded or were inconsistent."""
-        return self.bad_packets + self.rejected_packets + self.too_large_packets
-
-    def _asdict(self):
-        return {name: getattr(self, name) for name in self.__slots__}
-
-    def __repr__(self):
-        inner = ", ".join(f"{k}={v}" for k, v in self._asdict().items())
-        return f"StreamStats({inner})"
+# The core statistics, as csrc/stats.h defines them: (name, mode) with mode
+# 0 for counters (summed) and 1 for maxima.
+CORE_STATS = tuple((spead_stat_names[i].decode(), spead_stat_modes[i])
+                   for i in range(SPEAD_STAT_CORE_COUNT))
 
 
 from spead2._errors import SocketError as UdpSocketError
@@ -337,68 +313,78 @@ def _check_size(name, value):
     return value
 
 
+cdef class _Ringbuffer:
+    """The ring of finished heaps of a stream: ``size()`` heaps waiting,
+    ``capacity()``."""
+
+    cdef Stream _stream
+
+    def size(self) -> int:
+        return recv_stream_ring_size(self._stream._get())
+
+    def capacity(self) -> int:
+        return self._stream._ring_config.heaps
+
+
 cdef class Stream:
     """A receive stream: heaps assembled from one or more transports.
 
-    Parameters follow the documented API: ``thread_pool``, ``bug_compat``,
-    ``max_heaps`` (heaps under assembly at once) and ``ring_heaps`` (finished
-    heaps waiting for the consumer). ``max_heap_size`` bounds the payload of a
-    single heap; packets claiming more are dropped.
+    Two forms: today's ``Stream(thread_pool, config=StreamConfig(),
+    ring_config=RingStreamConfig())`` and the 2016 ``Stream(thread_pool,
+    bug_compat=0, max_heaps=4, ring_heaps=4)`` (which also takes
+    ``max_heap_size`` and accepts a heap's packets in any order). See
+    :func:`spead2.recv._config.stream_arguments`.
     """
+
+    DEFAULT_UDP_MAX_SIZE = 9200
+    DEFAULT_UDP_BUFFER_SIZE = 8388608
+    DEFAULT_TCP_MAX_SIZE = 65536
+    DEFAULT_TCP_BUFFER_SIZE = 212992
 
     cdef recv_stream *s
     cdef readonly object thread_pool
     cdef list _holds
-    cdef readonly int bug_compat
-    cdef readonly size_t max_heaps
-    cdef readonly size_t ring_heaps
-    cdef readonly size_t max_heap_size
-    cdef object _allocator
+    cdef object _config
+    cdef object _ring_config
+    cdef bint _started
     cdef _HeapWarnings _warnings
 
     def __cinit__(self, *args, **kwargs):
         self.s = NULL
         self._holds = []
 
-    def __init__(self, ThreadPool thread_pool not None, bug_compat=0, max_heaps=4,
-                 ring_heaps=4, *, max_heap_size=DEFAULT_MAX_HEAP_SIZE):
-        cdef recv_stream_config config
-        cdef tpool_t *tp = thread_pool.get()
-        bug_compat = as_index(bug_compat, "bug_compat")
-        if bug_compat & ~7 or bug_compat < 0:
-            raise ValueError(f"invalid bug_compat flags {bug_compat:#x}")
-        max_heaps = _check_size("max_heaps", max_heaps)
-        ring_heaps = _check_size("ring_heaps", ring_heaps)
-        max_heap_size = _check_size("max_heap_size", max_heap_size)
-        if max_heaps < 1:
-            raise ValueError("max_heaps must be at least 1")
-        if ring_heaps < 1:
-            raise ValueError("ring_heaps must be at least 1")
+    def __init__(self, *args, **kwargs):
+        from spead2.recv._config import stream_arguments
         if self.s != NULL:
             raise RuntimeError("stream already initialised")
+        thread_pool, config, ring_config = stream_arguments(args, kwargs, type(self).__name__)
+        self._open(thread_pool, config, ring_config)
+
+    cdef _open(self, ThreadPool thread_pool, config, ring_config):
+        cdef recv_stream_config c
+        cdef tpool_t *tp = thread_pool.get()
+        memset(&c, 0, sizeof(c))
+        c.assembly.max_heaps = config.max_heaps
+        c.assembly.substreams = config.substreams
+        c.assembly.max_heap_size = config.max_heap_size
+        c.assembly.bug_compat = config.bug_compat
+        c.assembly.allow_out_of_order = config.allow_out_of_order
+        c.assembly.allow_unsized_heaps = config.allow_unsized_heaps
+        c.assembly.stop_on_stop_item = config.stop_on_stop_item
+        c.assembly.keep_payload_ranges = ring_config.incomplete_keep_payload_ranges
+        c.ring_heaps = ring_config.heaps
+        c.contiguous_only = ring_config.contiguous_only
+        c.explicit_start = config.explicit_start
+        c.n_stats = config.next_stat_index()
         self.thread_pool = thread_pool
-        self.bug_compat = bug_compat
-        self.max_heaps = max_heaps
-        self.ring_heaps = ring_heaps
-        self.max_heap_size = max_heap_size
-        # one default allocator for all streams, so the blocks it keeps for
-        # reuse stay warm from one stream to the next
-        self._allocator = _default_allocator
+        self._config = config
+        self._ring_config = ring_config
         self._warnings = _HeapWarnings()
-        memset(&config, 0, sizeof(config))
-        config.assembly.max_heaps = self.max_heaps
-        config.assembly.substreams = 1
-        config.assembly.max_heap_size = self.max_heap_size
-        config.assembly.bug_compat = bug_compat
-        config.assembly.allow_out_of_order = 1
-        config.assembly.allow_unsized_heaps = 1
-        config.assembly.stop_on_stop_item = 1
-        config.ring_heaps = self.ring_heaps
-        config.contiguous_only = 1
-        self.s = recv_stream_new(tp, &config, (<MemoryAllocator> self._allocator)._alloc)
+        self.s = recv_stream_new(tp, &c, (<MemoryAllocator> config.memory_allocator)._alloc)
         if self.s == NULL:
-            raise MemoryError(f"cannot allocate a stream with max_heaps={max_heaps} and "
-                              f"ring_heaps={ring_heaps}")
+            raise MemoryError(f"cannot allocate a stream with max_heaps={config.max_heaps}, "
+                              f"substreams={config.substreams} and heaps={ring_config.heaps}")
+        recv_stream_set_memcpy(self.s, config.memcpy)
         recv_stream_set_log_level(self.s, _logger.getEffectiveLevel())
 
     cdef recv_stream *_get(self) except NULL:
@@ -413,17 +399,70 @@ cdef class Stream:
                 recv_stream_decref(self.s)
             self.s = NULL
 
+    @property
+    def config(self):
+        """A copy of the stream's :class:`StreamConfig`."""
+        import copy
+        return copy.copy(self._config)
+
+    @property
+    def ring_config(self):
+        """A copy of the stream's :class:`RingStreamConfig`."""
+        import copy
+        return copy.copy(self._ring_config)
+
+    @property
+    def ringbuffer(self) -> _Ringbuffer:
+        """The ring of finished heaps (``size()``, ``capacity()``)."""
+        cdef _Ringbuffer ring = _Ringbuffer.__new__(_Ringbuffer)
+        ring._stream = self
+        return ring
+
+    # the 2016 attributes
+    @property
+    def bug_compat(self) -> int:
+        return self._config.bug_compat
+
+    @property
+    def max_heaps(self) -> int:
+        return self._config.max_heaps
+
+    @property
+    def ring_heaps(self) -> int:
+        return self._ring_config.heaps
+
+    @property
+    def max_heap_size(self) -> int:
+        return self._config.max_heap_size
+
     def set_memory_allocator(self, MemoryAllocator allocator not None) -> None:
         """Use ``allocator`` for the payload of heaps from now on."""
         recv_stream_set_allocator(self._get(), allocator._alloc)
-        self._allocator = allocator
+        self._config.memory_allocator = allocator
 
     def set_memcpy(self, id) -> None:
         """Choose the copy from packet to heap: MEMCPY_STD or MEMCPY_NONTEMPORAL."""
+        cdef recv_stream *s = self._get()
         id = as_index(id, "id")
-        if id not in (spead2.MEMCPY_STD, spead2.MEMCPY_NONTEMPORAL):
-            raise ValueError(f"unknown memcpy function {id}")
-        recv_stream_set_memcpy(self._get(), id)
+        self._config.memcpy = id
+        recv_stream_set_memcpy(s, id)
+
+    def start(self) -> None:
+        """Start readers that wait for it (``explicit_start``); harmless
+        otherwise."""
+        cdef recv_stream *s = self._get()
+        with nogil:
+            recv_stream_start(s)
+        self._started = True
+
+    cdef bint _may_add_reader(self) except -1:
+        self._get()
+        if self._started and self._config.explicit_start:
+            raise RuntimeError("readers cannot be added after start() with explicit_start")
+        return True
+
+    cdef void _reader_refused(self, what):
+        _logger.debug("%s reader not added: the stream has stopped", what)
 
     def add_buffer_reader(self, buffer) -> None:
         """Feed the stream from the packets held (back to back) in ``buffer``.
@@ -433,13 +472,14 @@ cdef class Stream:
         cdef recv_stream *s = self._get()
         cdef _BufferHold hold = _BufferHold()
         cdef int rc
+        self._may_add_reader()
         PyObject_GetBuffer(buffer, &hold.view, PyBUF_SIMPLE)
         hold.held = True
         self._holds.append(hold)
         with nogil:
             rc = recv_add_buffer_reader(s, <const uint8_t *> hold.view.buf, hold.view.len)
         if rc != 0:
-            _logger.warning("buffer reader not added: the stream is stopped")
+            self._reader_refused("buffer")
 
     def add_udp_reader(self, *args, **kwargs) -> None:
         """Feed the stream from a UDP port.
@@ -451,6 +491,7 @@ cdef class Stream:
         interface_index)`` for IPv6 multicast.
         """
         from spead2.recv._udp import open_udp_socket
+        self._may_add_reader()
         sock, max_size = open_udp_socket(*args, **kwargs)
         self._add_udp_fd(sock, max_size)
 
@@ -462,7 +503,7 @@ cdef class Stream:
             rc = recv_add_udp_reader(s, fd, max_size)
         if rc != 0:
             if rc == -108:  # ESHUTDOWN
-                _logger.warning("UDP reader not added: the stream is stopped")
+                self._reader_refused("UDP")
             else:
                 import os
                 raise UdpSocketError(-rc, os.strerror(-rc))
@@ -531,7 +572,9 @@ cdef class Stream:
             raise StopIteration from None
 
     def stop(self) -> None:
-        """Stop the stream and close its transports. A stopped stream cannot restart."""
+        """Stop the stream and close its transports. Heaps already in the
+        ring can still be taken; heaps under assembly are lost. A stopped
+        stream cannot restart."""
         cdef recv_stream *s = self._get()
         with nogil:
             recv_stream_stop(s)
@@ -544,16 +587,23 @@ cdef class Stream:
         return recv_stream_fd(self._get())
 
     @property
-    def stats(self) -> StreamStats:
-        """A snapshot of the stream's counters."""
-        cdef uint64_t st[SPEAD_STAT_CORE_COUNT]
+    def stats(self):
+        """A snapshot of the stream's statistics (:class:`StreamStats`)."""
+        from spead2.recv._config import StreamStats
         cdef recv_stream *s = self._get()
-        with nogil:
-            recv_stream_get_stats(s, st)
+        cdef size_t n = self._config.next_stat_index()
+        cdef uint64_t *st = <uint64_t *> malloc(n * sizeof(uint64_t))
+        if st == NULL:
+            raise MemoryError()
+        try:
+            with nogil:
+                recv_stream_get_stats(s, st)
+            values = [st[i] for i in range(n)]
+        finally:
+            free(st)
         self._drain_logs()
-        values = _stats_dict(st)
-        values["log_suppressed"] += self._warnings.total_suppressed
-        return StreamStats(**values)
+        values[SPEAD_STAT_LOG_SUPPRESSED] += self._warnings.total_suppressed
+        return StreamStats._make(self._config.stats, values)
 
 
 # ---------------------------------------------------------------------------
@@ -656,7 +706,7 @@ cdef class Assembler:
         config.keep_payload_ranges = bool(keep_payload_ranges)
         if config.max_heaps < 1 or config.substreams < 1:
             raise ValueError("max_heaps and substreams must be at least 1")
-        self.allocator = allocator if allocator is not None else _default_allocator
+        self.allocator = allocator if allocator is not None else default_allocator
         self.a = spead_assembler_new(&config, (<MemoryAllocator> self.allocator)._alloc,
                                      _collect_heap, <void *> self)
         if self.a == NULL:
@@ -706,4 +756,4 @@ cdef class Assembler:
     @property
     def stats(self) -> dict:
         """The counters, by name, as a stream reports them."""
-        return _stats_dict(self._stats)
+        return {CORE_STATS[i][0]: self._stats[i] for i in range(SPEAD_STAT_CORE_COUNT)}

@@ -13,14 +13,15 @@ from ._recv import Stream as _BaseStream
 class Stream(_BaseStream):
     """A :class:`spead2.recv.Stream` whose :meth:`get` is a coroutine.
 
-    Several waiters may be pending; they are served in the order they called
-    :meth:`get`. Readiness comes from the stream's file descriptor, so no
-    thread is blocked and nothing polls.
+    It takes the same arguments (either API generation). Several waiters may
+    be pending; they are served in the order they called :meth:`get`.
+    Readiness comes from the stream's file descriptor, so no thread is
+    blocked and nothing polls. ``loop`` is accepted for 2016 programs and
+    ignored: the running loop is used.
     """
 
     def __init__(self, *args, loop: Optional[asyncio.AbstractEventLoop] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._loop = loop
         self._waiters: "collections.deque[asyncio.Future]" = collections.deque()
         self._listening_loop: Optional[asyncio.AbstractEventLoop] = None
 
@@ -55,9 +56,10 @@ class Stream(_BaseStream):
         self._stop_listening()
 
     async def get(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> Heap:
-        """Wait for the next heap; raise :exc:`spead2.Stopped` at the end."""
-        if loop is None:
-            loop = self._loop if self._loop is not None else asyncio.get_running_loop()
+        """Wait for the next heap; raise :exc:`spead2.Stopped` at the end.
+        ``loop`` is ignored (2016 programs pass it)."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)  # a turn for others, even when a heap is ready
         if not self._waiters:
             try:
                 return _BaseStream.get_nowait(self)
