@@ -80,8 +80,11 @@ def test_reference_udp_received_by_ours(ref_python, name, flavour):
     itemsets.assert_dump_matches(name, dump, N_HEAPS, context="reference UDP -> ours: ")
 
 
-def test_reference_udp_received_by_ours_large_packets(ref_python):
-    """Jumbo-sized packets (8972 bytes) within the default max_size."""
+@pytest.mark.parametrize("gro", ["1", "0"])
+def test_reference_udp_received_by_ours_large_packets(ref_python, monkeypatch, gro):
+    """Jumbo-sized packets (8972 bytes) within the default max_size, with
+    the kernel coalescing datagrams (GRO) and without."""
+    monkeypatch.setenv("SPEAD2_UDP_GRO", gro)
     with OurStream(0) as stream:
         port = add_udp_reader_on_free_port(stream)
         with ref_python.start_send_udp(port, "large", N_HEAPS, rate=UDP_RATE,

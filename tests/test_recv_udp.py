@@ -1,5 +1,6 @@
 """UDP reader: unicast, caller's socket, IPv4 and IPv6 multicast, errors."""
 
+import logging
 import os
 import shutil
 import socket
@@ -8,12 +9,15 @@ import sys
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 import spead2
 import spead2.recv
+import spead2.send
 from packets import heap_packets, packet, stop_packet
 from ports import free_udp_port
+from refimpl import call_with_timeout
 
 
 def send_all(packets, addr, family=socket.AF_INET, setup=None):
@@ -299,3 +303,49 @@ def run_in_netns(tmp_path, body: str) -> str:
         pytest.skip(f"cannot create a network namespace: {proc.stderr.strip()}")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
+
+
+class TestCoalescedDatagrams:
+    """UDP_GRO: the kernel may hand several datagrams over in one buffer."""
+
+    def receive_from_our_sender(self, monkeypatch, caplog, gro, n_heaps=40):
+        monkeypatch.setenv("SPEAD2_UDP_GRO", gro)
+        caplog.set_level(logging.DEBUG, logger="spead2")
+        tp = spead2.ThreadPool()
+        stream = spead2.recv.Stream(tp, spead2.recv.StreamConfig(max_heaps=4),
+                                    spead2.recv.RingStreamConfig(heaps=n_heaps + 2))
+        port = free_udp_port()
+        stream.add_udp_reader(port, bind_hostname="127.0.0.1", buffer_size=4 << 20)
+        ig = spead2.send.ItemGroup()
+        ig.add_item(0x1000, "x", "", (20000,), dtype=np.uint16)
+        tx = spead2.send.UdpStream(tp, "127.0.0.1", port,
+                                   spead2.send.StreamConfig(max_packet_size=1472, rate=2e8))
+        for i in range(n_heaps):
+            ig["x"].value = np.arange(20000, dtype=np.uint16) + i
+            tx.send_heap(ig.get_heap(descriptors="none" if i else "all"))
+        tx.send_heap(ig.get_end())
+        heaps = call_with_timeout(lambda: list(stream), 30, "draining")
+        tp.stop()
+        return heaps, [r.message for r in caplog.records if r.message.startswith("UDP reader")]
+
+    @pytest.mark.parametrize("gro", ["1", "0"])
+    def test_heaps_arrive_whole_either_way(self, monkeypatch, caplog, gro):
+        heaps, _ = self.receive_from_our_sender(monkeypatch, caplog, gro)
+        ig = spead2.ItemGroup()
+        values = []
+        for heap in heaps:
+            if ig.update(heap):
+                values.append(ig["x"].value.copy())
+        assert len(values) == 40
+        for i, value in enumerate(values):
+            np.testing.assert_array_equal(value, np.arange(20000, dtype=np.uint16) + i)
+
+    def test_the_switch_is_honoured(self, monkeypatch, caplog):
+        _, lines = self.receive_from_our_sender(monkeypatch, caplog, "0", n_heaps=1)
+        assert lines == ["UDP reader: one datagram per slot"]
+        caplog.clear()
+        _, lines = self.receive_from_our_sender(monkeypatch, caplog, "1", n_heaps=1)
+        assert len(lines) == 1
+        # kernels before 5.0 refuse UDP_GRO, which is then off
+        assert lines[0] in ("UDP reader: coalesced datagrams (GRO)",
+                            "UDP reader: one datagram per slot")
