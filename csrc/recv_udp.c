@@ -19,7 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "recv_stream.h"
+#include "recv_watch.h"
 
 #ifndef UDP_GRO
 #define UDP_GRO 104
@@ -38,9 +38,7 @@
 #define GRO_CONTROL CMSG_SPACE(sizeof(int))
 
 typedef struct {
-    spead_reader base;
-    int fd;
-    int64_t watch;               /* stream lock; -1 when not watching */
+    spead_watched_reader w;
     size_t max_size;
     int gro;                     /* receiving coalesced datagrams */
     int batch;                   /* receive slots in use */
@@ -50,8 +48,6 @@ typedef struct {
     struct iovec iov[UDP_BATCH];
     int n_pending, next_pending; /* slots received but not yet assembled */
     size_t seg_offset;           /* GRO: where the next datagram starts in the current slot */
-    int busy;                    /* stream lock: a thread is in udp_process */
-    pthread_t busy_thread;
 } udp_reader;
 
 /* The segment size the kernel reports for a coalesced slot, or 0. */
@@ -127,32 +123,15 @@ static int udp_next(spead_reader *base, spead_packet *pkt)
     return RECV_READ_PACKET;
 }
 
-static void set_busy(udp_reader *r, int busy)
-{
-    recv_stream *s = r->base.stream;
-    pthread_mutex_lock(&s->lock);
-    r->busy = busy;
-    if (busy)
-        r->busy_thread = pthread_self();
-    else if (r->base.closed)
-        pthread_cond_broadcast(&s->idle_cond);
-    pthread_mutex_unlock(&s->lock);
-}
-
 /* Receive and assemble until the socket is drained (or enough rounds have
  * passed for others to get a turn). Returns 1 when the socket watch should
  * be re-armed. */
-static int udp_process(udp_reader *r)
+static int udp_process(spead_watched_reader *w)
 {
-    recv_stream *s = r->base.stream;
-    pthread_mutex_lock(&s->lock);
-    if (r->base.closed) {
-        pthread_mutex_unlock(&s->lock);
+    udp_reader *r = (udp_reader *) w;
+    recv_stream *s = w->base.stream;
+    if (!watched_reader_enter(w))
         return 0;
-    }
-    r->busy = 1;
-    r->busy_thread = pthread_self();
-    pthread_mutex_unlock(&s->lock);
 
     int rearm = 1;
     for (int round = 0; round < UDP_ROUNDS; round++) {
@@ -163,7 +142,7 @@ static int udp_process(udp_reader *r)
                 if (r->gro)
                     r->msgs[i].msg_hdr.msg_controllen = GRO_CONTROL;
             }
-            int n = recvmmsg(r->fd, r->msgs, r->batch, MSG_DONTWAIT, NULL);
+            int n = recvmmsg(w->fd, r->msgs, r->batch, MSG_DONTWAIT, NULL);
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -181,7 +160,7 @@ static int udp_process(udp_reader *r)
         int got = r->n_pending;
         /* everything received goes into assembly unless the ring fills, so
          * nothing is left behind for an epoll wake-up that may never come */
-        int res = recv_stream_run_batch(s, &r->base, SIZE_MAX);
+        int res = recv_stream_run_batch(s, &w->base, SIZE_MAX);
         if (res == RECV_BATCH_DONE || res == RECV_BATCH_PAUSED) {
             /* finished, or resumed later by a task */
             rearm = 0;
@@ -190,87 +169,15 @@ static int udp_process(udp_reader *r)
         if (got < r->batch)
             break; /* the socket is probably drained: wait for readiness */
     }
-    set_busy(r, 0);
+    watched_reader_leave(w);
     return rearm;
-}
-
-static void udp_release(void *arg)
-{
-    recv_stream_decref(((udp_reader *) arg)->base.stream);
-}
-
-static int udp_ready(void *arg)
-{
-    return udp_process((udp_reader *) arg);
-}
-
-static void udp_resume_task(void *arg)
-{
-    udp_reader *r = arg;
-    recv_stream *s = r->base.stream;
-    if (!udp_process(r))
-        return;
-    pthread_mutex_lock(&s->lock);
-    int64_t watch = r->base.closed ? -1 : r->watch;
-    pthread_mutex_unlock(&s->lock);
-    if (watch >= 0)
-        tpool_rearm(s->tp, watch);
-}
-
-static void udp_resume(spead_reader *base)
-{
-    recv_stream_incref(base->stream);
-    tpool_post(base->stream->tp, udp_resume_task, base, udp_release);
-}
-
-static void udp_start(spead_reader *base)
-{
-    udp_reader *r = (udp_reader *) base;
-    recv_stream *s = base->stream;
-    /* hold the lock so that a fast first datagram cannot race the store of
-     * the watch handle */
-    pthread_mutex_lock(&s->lock);
-    if (base->closed) {
-        pthread_mutex_unlock(&s->lock);
-        return;
-    }
-    recv_stream_incref(s);
-    int64_t h = tpool_watch(s->tp, r->fd, EPOLLIN, udp_ready, r, udp_release);
-    if (h < 0) {
-        int e = errno;
-        pthread_mutex_unlock(&s->lock);
-        recv_stream_decref(s);
-        recv_stream_log(s, SPEAD_LOG_WARNING, "cannot watch the UDP socket: %s", strerror(e));
-        return;
-    }
-    r->watch = h;
-    pthread_mutex_unlock(&s->lock);
-}
-
-static void udp_close(spead_reader *base)
-{
-    udp_reader *r = (udp_reader *) base;
-    recv_stream *s = base->stream;
-    pthread_mutex_lock(&s->lock);
-    base->closed = 1;
-    while (r->busy && !pthread_equal(r->busy_thread, pthread_self()))
-        pthread_cond_wait(&s->idle_cond, &s->lock);
-    int64_t watch = r->watch;
-    r->watch = -1;
-    int fd = r->fd;
-    r->fd = -1;
-    pthread_mutex_unlock(&s->lock);
-    if (watch >= 0)
-        tpool_unwatch(s->tp, watch);
-    if (fd >= 0)
-        close(fd);
 }
 
 static void udp_destroy(spead_reader *base)
 {
     udp_reader *r = (udp_reader *) base;
-    if (r->fd >= 0)
-        close(r->fd);
+    if (r->w.fd >= 0)
+        close(r->w.fd);
     free(r->buffers);
     free(r->control);
     free(r);
@@ -278,9 +185,9 @@ static void udp_destroy(spead_reader *base)
 
 static const spead_reader_ops udp_ops = {
     .next = udp_next,
-    .start = udp_start,
-    .resume = udp_resume,
-    .close = udp_close,
+    .start = watched_reader_start,
+    .resume = watched_reader_resume,
+    .close = watched_reader_close,
     .destroy = udp_destroy,
     .lossy = 1,
 };
@@ -299,9 +206,7 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
         close(fd);
         return -ENOMEM;
     }
-    r->base.ops = &udp_ops;
-    r->fd = fd;
-    r->watch = -1;
+    watched_reader_init(&r->w, &udp_ops, fd, udp_process, "UDP socket");
     r->max_size = max_size;
     int one = 1;
     r->gro = want_gro() && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0;
@@ -334,7 +239,7 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
     fcntl(fd, F_SETFL, flags | O_NONBLOCK);
     recv_stream_log(s, SPEAD_LOG_DEBUG, "UDP reader: %s",
                     r->gro ? "coalesced datagrams (GRO)" : "one datagram per slot");
-    if (recv_stream_add_reader(s, &r->base) != 0)
+    if (recv_stream_add_reader(s, &r->w.base) != 0)
         return -ESHUTDOWN;
     return 0;
 }

@@ -4,6 +4,7 @@ from cpython.buffer cimport PyBUF_FORMAT, PyBUF_ND, PyBUF_STRIDES
 
 from spead2._tpool cimport tpool_t
 from spead2._alloc cimport spead_allocator
+from spead2._inproc cimport spead_inproc_queue
 
 
 cdef class ThreadPool:
@@ -25,6 +26,10 @@ cdef class Buffer:
 
     @staticmethod
     cdef Buffer wrap(spead_allocator *alloc, unsigned char *data, void *handle, size_t size)
+
+
+cdef class InprocQueue:
+    cdef spead_inproc_queue *q
 
 
 cdef class MmapAllocator(MemoryAllocator):

@@ -5,6 +5,9 @@ from libc.stdlib cimport malloc, free
 
 from spead2._alloc cimport *
 from spead2._tpool cimport *
+from spead2._inproc cimport *
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
+from libc.stdint cimport uint8_t
 from spead2 cimport _wire
 
 from spead2._args import as_index
@@ -239,6 +242,47 @@ cdef class MemoryPool(MemoryAllocator):
     def refills(self) -> int:
         """Number of completed background refills."""
         return spead_pool_refills(self._alloc)
+
+
+cdef class InprocQueue:
+    """A queue of packets within one process: ``spead2.send.InprocStream``
+    (or :meth:`add_packet`) puts packets in, a receive stream's
+    ``add_inproc_reader`` takes them out. Unbounded, first in first out;
+    each packet is copied in."""
+
+    def __cinit__(self):
+        self.q = spead_inproc_queue_new()
+        if self.q == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self.q != NULL:
+            spead_inproc_queue_decref(self.q)
+            self.q = NULL
+
+    def add_packet(self, packet) -> None:
+        """Append one packet: any C-contiguous buffer. Raises
+        :exc:`spead2.Stopped` once the queue is stopped."""
+        cdef Py_buffer view
+        cdef int rc
+        PyObject_GetBuffer(packet, &view, PyBUF_C_CONTIGUOUS)
+        try:
+            with nogil:
+                rc = spead_inproc_queue_add(self.q, <const uint8_t *> view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        if rc == 1:
+            import spead2
+            raise spead2.Stopped("the queue has been stopped")
+        if rc != 0:
+            raise MemoryError()
+
+    def stop(self) -> None:
+        """No more packets: receivers take what is queued, then stop."""
+        spead_inproc_queue_stop(self.q)
+
+    def __len__(self) -> int:
+        return spead_inproc_queue_size(self.q)
 
 
 # SPEAD constants, as csrc/wire.h defines them, for ``spead2`` to re-export.

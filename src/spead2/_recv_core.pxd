@@ -6,6 +6,7 @@ from libc.stdint cimport int64_t, uint8_t, uint64_t
 from spead2._alloc cimport spead_allocator
 from spead2._tpool cimport tpool_t
 from spead2._wire cimport spead_packet
+from spead2._inproc cimport spead_inproc_queue
 
 
 cdef extern from "heap.h" nogil:
@@ -139,6 +140,7 @@ cdef extern from "recv_stream.h" nogil:
     size_t recv_stream_ring_size(recv_stream *s)
     int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len)
     int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
+    int recv_add_inproc_reader(recv_stream *s, spead_inproc_queue *queue)
     int recv_stream_logs_pending(recv_stream *s)
     size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)
     size_t recv_stream_discard_logs(recv_stream *s)

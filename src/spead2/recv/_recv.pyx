@@ -11,7 +11,7 @@ from libc.stdint cimport int64_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
-from spead2._core cimport ThreadPool, MemoryAllocator, Buffer, fill_byte_view
+from spead2._core cimport ThreadPool, MemoryAllocator, Buffer, InprocQueue, fill_byte_view
 from spead2._alloc cimport spead_allocator
 from spead2._tpool cimport tpool_t
 from spead2._wire cimport (
@@ -507,6 +507,20 @@ cdef class Stream:
             else:
                 import os
                 raise UdpSocketError(-rc, os.strerror(-rc))
+
+    def add_inproc_reader(self, InprocQueue queue not None) -> None:
+        """Feed the stream from an in-process queue; once the queue is
+        stopped and drained, the stream stops."""
+        cdef recv_stream *s = self._get()
+        cdef int rc
+        self._may_add_reader()
+        with nogil:
+            rc = recv_add_inproc_reader(s, queue.q)
+        if rc == -108:  # ESHUTDOWN
+            self._reader_refused("in-process")
+        elif rc != 0:
+            import os
+            raise OSError(-rc, os.strerror(-rc))
 
     cdef void _drain_logs(self):
         cdef spead_log_entry entries[16]
