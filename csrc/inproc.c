@@ -1,23 +1,11 @@
 #include "inproc.h"
 
+#include "efd.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
-
-static void efd_set(spead_inproc_queue *q)
-{
-    uint64_t one = 1;
-    ssize_t n = write(q->efd, &one, sizeof(one));
-    (void) n;
-}
-
-static void efd_clear(spead_inproc_queue *q)
-{
-    uint64_t v;
-    ssize_t n = read(q->efd, &v, sizeof(v));
-    (void) n;
-}
 
 spead_inproc_queue *spead_inproc_queue_new(void)
 {
@@ -76,7 +64,7 @@ int spead_inproc_queue_add(spead_inproc_queue *q, const uint8_t *data, size_t si
         q->head = p;
     q->tail = p;
     if (q->count++ == 0)
-        efd_set(q);
+        spead_efd_add(q->efd, 1);
     pthread_mutex_unlock(&q->lock);
     return 0;
 }
@@ -87,7 +75,7 @@ void spead_inproc_queue_stop(spead_inproc_queue *q)
     if (!q->stopped) {
         q->stopped = 1;
         if (q->count == 0)
-            efd_set(q);
+            spead_efd_add(q->efd, 1);
     }
     pthread_mutex_unlock(&q->lock);
 }
@@ -103,7 +91,7 @@ spead_inproc_packet *spead_inproc_queue_pop(spead_inproc_queue *q, int *ended)
         /* the fd stays readable while packets wait, and for ever once the
          * queue has stopped */
         if (--q->count == 0 && !q->stopped)
-            efd_clear(q);
+            spead_efd_take(q->efd);
     }
     *ended = !p && q->stopped;
     pthread_mutex_unlock(&q->lock);

@@ -1,25 +1,13 @@
 #include "ring.h"
 
+#include "efd.h"
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
-
-static void efd_add(spead_ring *r)
-{
-    uint64_t one = 1;
-    ssize_t n = write(r->efd, &one, sizeof(one));
-    (void) n;
-}
-
-static void efd_take(spead_ring *r)
-{
-    uint64_t v;
-    ssize_t n = read(r->efd, &v, sizeof(v));
-    (void) n;
-}
 
 int spead_ring_init(spead_ring *r, size_t capacity)
 {
@@ -92,7 +80,7 @@ int spead_ring_push(spead_ring *r, void *item)
     }
     r->items[(r->head + r->count) % r->storage] = item;
     __atomic_store_n(&r->count, r->count + 1, __ATOMIC_RELAXED);
-    efd_add(r);
+    spead_efd_add(r->efd, 1);
     pthread_cond_signal(&r->cond);
     pthread_mutex_unlock(&r->lock);
     return 0;
@@ -120,7 +108,7 @@ int spead_ring_pop(spead_ring *r, void **out, int timeout_ms, int (*give_up)(voi
             *out = r->items[r->head];
             r->head = (r->head + 1) % r->storage;
             __atomic_store_n(&r->count, r->count - 1, __ATOMIC_RELAXED);
-            efd_take(r);
+            spead_efd_take(r->efd);
             if (r->count < r->capacity && r->on_space)
                 r->on_space(r->on_space_arg);
             pthread_mutex_unlock(&r->lock);
@@ -148,7 +136,7 @@ void spead_ring_stop(spead_ring *r)
     pthread_mutex_lock(&r->lock);
     if (!r->stopped) {
         r->stopped = 1;
-        efd_add(r); /* the end marker: never taken, keeps the fd readable */
+        spead_efd_add(r->efd, 1); /* the end marker: never taken, keeps the fd readable */
         pthread_cond_broadcast(&r->cond);
     }
     pthread_mutex_unlock(&r->lock);
