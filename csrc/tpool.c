@@ -43,7 +43,15 @@ typedef struct stop_hook {
 } stop_hook;
 
 struct tpool {
+    /* Two counts, so that the struct outlives everyone who may touch it.
+     * ``refs`` counts the owners (tpool_incref/decref); when it drops to 0
+     * the pool stops.  ``holds`` counts who may still use the memory: one
+     * share for the owners together, plus one per worker thread that has
+     * not yet left worker_main.  A worker can stop its own pool (it is then
+     * detached, not joined) and drop the last owner reference, and it still
+     * has to get out of its loop: whoever lets go last frees the struct. */
     int refs;
+    int holds;
     pthread_mutex_t hook_lock;
     stop_hook *hooks;
     pthread_mutex_t lock;
@@ -116,6 +124,8 @@ static void dispatch_watch(tpool_t *tp, uint64_t token)
         release(arg);
 }
 
+static void release_hold(tpool_t *tp);
+
 static void *worker_main(void *p)
 {
     worker_arg wa = *(worker_arg *) p;
@@ -160,6 +170,8 @@ static void *worker_main(void *p)
         }
         dispatch_watch(tp, ev.data.u64);
     }
+    /* the last use of tp by this thread */
+    release_hold(tp);
     return NULL;
 }
 
@@ -175,6 +187,7 @@ tpool_t *tpool_create(int nthreads, const int *affinity, int n_affinity, char *e
         return NULL;
     }
     tp->refs = 1;
+    tp->holds = 1;
     tp->free_slot = -1;
     pthread_mutex_init(&tp->hook_lock, NULL);
     pthread_mutex_init(&tp->lock, NULL);
@@ -217,8 +230,12 @@ tpool_t *tpool_create(int nthreads, const int *affinity, int n_affinity, char *e
         }
         wa->tp = tp;
         wa->index = i;
+        /* taken before the thread exists, so that it cannot be released
+         * before it was taken */
+        __atomic_add_fetch(&tp->holds, 1, __ATOMIC_RELAXED);
         int rc = pthread_create(&tp->threads[i], NULL, worker_main, wa);
         if (rc != 0) {
+            __atomic_sub_fetch(&tp->holds, 1, __ATOMIC_RELAXED);
             free(wa);
             snprintf(err, errlen, "cannot start thread: %s", strerror(rc));
             tp->nthreads = i;
@@ -339,6 +356,13 @@ void tpool_decref(tpool_t *tp)
     if (__atomic_sub_fetch(&tp->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     tpool_stop(tp);
+    release_hold(tp);
+}
+
+static void release_hold(tpool_t *tp)
+{
+    if (__atomic_sub_fetch(&tp->holds, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
     close(tp->epfd);
     close(tp->wakefd);
     pthread_mutex_destroy(&tp->hook_lock);

@@ -24,6 +24,9 @@ typedef void (*tpool_release_fn)(void *arg);
 tpool_t *tpool_create(int nthreads, const int *affinity, int n_affinity,
                       char *err, size_t errlen);
 void tpool_incref(tpool_t *tp);
+/* Dropping the last reference stops the pool.  Any thread may do it, a
+ * worker of this pool included (from a task or a watch callback): the memory
+ * is freed only once every worker has left its loop. */
 void tpool_decref(tpool_t *tp);
 /* Stop and join the workers. Queued tasks are released without running.
  * Idempotent. */
