@@ -78,7 +78,11 @@ cdef class StreamConfig:
 
     @property
     def rate(self) -> float:
-        """Target rate in bytes per second; 0 means as fast as possible."""
+        """Target rate in bytes per second; 0 means as fast as possible.
+
+        Any finite non-negative number: a tiny rate makes sending very slow
+        (beyond the first ``burst_size`` bytes). ``ValueError`` otherwise.
+        """
         return self._rate
 
     @rate.setter
