@@ -150,6 +150,21 @@ static int udp_ready(void *arg)
     return udp_process((udp_reader *) arg);
 }
 
+/* The pool can no longer watch the socket, so nothing would ever read it
+ * again: end the stream rather than let its consumer wait for ever.  The
+ * watch holds a stream reference until it is released, after this returns. */
+static void udp_watch_failed(void *arg, int err)
+{
+    udp_reader *r = arg;
+    recv_stream *s = r->base.stream;
+    pthread_mutex_lock(&s->lock);
+    recv_stream_log_locked(s, SPEAD_LOG_WARNING,
+                           "UDP reader stopped: cannot watch its socket any more: %s",
+                           strerror(err));
+    pthread_mutex_unlock(&s->lock);
+    recv_stream_stop(s);
+}
+
 static void udp_resume_task(void *arg)
 {
     udp_reader *r = arg;
@@ -227,7 +242,7 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
     /* hold the lock so a fast first packet cannot race the handle store */
     pthread_mutex_lock(&s->lock);
     recv_stream_incref(s);
-    int64_t h = tpool_watch(s->tp, fd, EPOLLIN, udp_ready, r, udp_release);
+    int64_t h = tpool_watch(s->tp, fd, EPOLLIN, udp_ready, udp_watch_failed, r, udp_release);
     if (h < 0) {
         int e = errno;
         pthread_mutex_unlock(&s->lock);
