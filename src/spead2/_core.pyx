@@ -49,6 +49,8 @@ cdef class ThreadPool:
                 raise ValueError(f"invalid CPU number {c}")
         if n_aff:
             aff = <int *> malloc(sizeof(int) * n_aff)
+            if aff == NULL:
+                raise MemoryError()
             for i, c in enumerate(cpus):
                 aff[i] = c
         err[0] = 0
