@@ -173,7 +173,10 @@ typedef struct {
     spead_allocator *under;
     size_t lower, upper, max_free, initial, low_water;
     pool_buffer *free_list;
-    size_t n_free;
+    size_t n_free;               /* never above max_free */
+    /* A refill task is queued or running.  Cleared only by its release
+     * callback, which the thread pool calls exactly once, after the task or
+     * instead of it: so two refills never overlap. */
     int refilling;
     size_t refills;
 } pool_allocator;
@@ -193,29 +196,44 @@ static pool_buffer *pool_new_buffer(pool_allocator *p)
     return b;
 }
 
+static void pool_free_buffer(pool_allocator *p, pool_buffer *b)
+{
+    spead_release(p->under, b->ptr, b->base_handle);
+    free(b);
+}
+
+/* Lock held. Whether a refill should add another buffer. */
+static int pool_wants_buffer(const pool_allocator *p)
+{
+    return p->n_free < p->initial && p->n_free < p->max_free;
+}
+
 static void pool_refill_task(void *arg)
 {
     pool_allocator *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->lock);
-        if (p->n_free >= p->initial || p->n_free >= p->max_free) {
-            p->refilling = 0;
+        if (!pool_wants_buffer(p)) {
             p->refills++;
             pthread_mutex_unlock(&p->lock);
             return;
         }
         pthread_mutex_unlock(&p->lock);
         pool_buffer *b = pool_new_buffer(p);
-        pthread_mutex_lock(&p->lock);
-        if (!b) {
-            p->refilling = 0;
-            pthread_mutex_unlock(&p->lock);
+        if (!b)
             return;
+        /* buffers released while this one was being made may have filled
+         * the pool: ask again under the lock before adding it */
+        pthread_mutex_lock(&p->lock);
+        if (pool_wants_buffer(p)) {
+            b->next = p->free_list;
+            p->free_list = b;
+            p->n_free++;
+            b = NULL;
         }
-        b->next = p->free_list;
-        p->free_list = b;
-        p->n_free++;
         pthread_mutex_unlock(&p->lock);
+        if (b)
+            pool_free_buffer(p, b);
     }
 }
 
@@ -283,10 +301,8 @@ static void pool_release(spead_allocator *self, void *ptr, void *handle)
         }
         pthread_mutex_unlock(&p->lock);
     }
-    if (b) {
-        spead_release(p->under, b->ptr, b->base_handle);
-        free(b);
-    }
+    if (b)
+        pool_free_buffer(p, b);
 }
 
 static void pool_destroy(spead_allocator *self)
@@ -295,8 +311,7 @@ static void pool_destroy(spead_allocator *self)
     pool_buffer *b = p->free_list;
     while (b) {
         pool_buffer *next = b->next;
-        spead_release(p->under, b->ptr, b->base_handle);
-        free(b);
+        pool_free_buffer(p, b);
         b = next;
     }
     spead_allocator_decref(p->under);

@@ -69,6 +69,18 @@ void watched_reader_resume(spead_reader *base)
     tpool_post(base->stream->tp, resume_task, base, release_stream);
 }
 
+/* The pool can no longer watch the descriptor, so nothing would ever read
+ * it again: end the stream rather than let its consumer wait for ever. The
+ * watch holds a stream reference until it is released, after this returns. */
+static void on_watch_failed(void *arg, int err)
+{
+    spead_watched_reader *r = arg;
+    recv_stream *s = r->base.stream;
+    recv_stream_log(s, SPEAD_LOG_WARNING, "reader stopped: cannot watch its %s any more: %s",
+                    r->what, strerror(err));
+    recv_stream_stop(s);
+}
+
 void watched_reader_start(spead_reader *base)
 {
     spead_watched_reader *r = (spead_watched_reader *) base;
@@ -81,7 +93,8 @@ void watched_reader_start(spead_reader *base)
         return;
     }
     recv_stream_incref(s);
-    int64_t h = tpool_watch(s->tp, r->fd, EPOLLIN, on_ready, r, release_stream);
+    int64_t h = tpool_watch(s->tp, r->fd, EPOLLIN, on_ready, on_watch_failed, r,
+                            release_stream);
     if (h < 0) {
         int e = errno;
         pthread_mutex_unlock(&s->lock);

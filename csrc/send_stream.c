@@ -1,6 +1,7 @@
 #include "send_stream.h"
 
 #include <errno.h>
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -39,7 +40,8 @@ send_stream *send_stream_new(const send_writer_ops *ops, void *writer, tpool_t *
     s->ops = ops;
     s->writer = writer;
     s->max_packet_size = max_packet_size;
-    s->rate = rate;
+    /* pacing arithmetic needs a finite rate: anything else means no limit */
+    s->rate = rate > 0.0 && rate <= DBL_MAX ? rate : 0.0;
     s->burst_size = burst_size;
     s->max_heaps = max_heaps;
     s->tp = tp;
@@ -49,7 +51,6 @@ send_stream *send_stream_new(const send_writer_ops *ops, void *writer, tpool_t *
     pthread_cond_init(&s->cond, NULL);
     s->next_cnt = 1;
     s->notify_fd = -1;
-    s->tat_ns = INT64_MIN;
     return s;
 }
 
@@ -315,23 +316,47 @@ static int64_t now_ns(void)
     return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Longest single sleep while pacing (a year): a tiny rate can ask for a wait
+ * of any length, even an infinite one, and this keeps every deadline within
+ * int64_t nanoseconds; the loop in send_stream_pace sleeps again if needed. */
+#define PACE_MAX_SLEEP_NS ((int64_t) 365 * 24 * 3600 * 1000000000)
+
+/* Pay off the debt for the time since it was last brought up to date. */
+static void pace_catch_up(send_stream *s, int64_t now)
+{
+    if (now > s->debt_ns) {
+        s->debt -= (double) (now - s->debt_ns) * 1e-9 * s->rate;
+        if (s->debt < 0.0)
+            s->debt = 0.0;
+    }
+    s->debt_ns = now;
+}
+
 void send_stream_pace(send_stream *s, size_t bytes)
 {
     if (s->rate <= 0.0)
         return;
-    /* Generic cell rate algorithm: up to burst_size bytes may run ahead of
-     * the ideal schedule; beyond that, wait for it to catch up. */
+    /* Generic cell rate algorithm, counted in bytes: up to burst_size bytes
+     * may run ahead of the ideal schedule; beyond that, wait for it to catch
+     * up.  Only doubles are involved until a wait is turned into a
+     * deadline, which is bounded first, so no rate or burst size overflows
+     * a conversion. */
     int64_t now = now_ns();
-    int64_t tau = (int64_t) ((double) s->burst_size * 1e9 / s->rate);
-    if (s->tat_ns < now)
-        s->tat_ns = now;
-    int64_t allowed = s->tat_ns - tau;
-    if (allowed > now) {
+    for (;;) {
+        pace_catch_up(s, now);
+        double excess = s->debt - (double) s->burst_size;
+        if (excess <= 0.0)
+            break;
+        double wait_ns = excess / s->rate * 1e9;   /* may be +inf */
+        int64_t step = wait_ns < (double) PACE_MAX_SLEEP_NS ? (int64_t) wait_ns + 1
+                                                            : PACE_MAX_SLEEP_NS;
+        int64_t deadline = now + step;
         struct timespec ts;
-        ts.tv_sec = allowed / 1000000000;
-        ts.tv_nsec = allowed % 1000000000;
+        ts.tv_sec = deadline / 1000000000;
+        ts.tv_nsec = deadline % 1000000000;
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
+        now = now_ns();
     }
-    s->tat_ns += (int64_t) ((double) bytes * 1e9 / s->rate);
+    s->debt += (double) bytes;
 }

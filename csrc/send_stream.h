@@ -41,7 +41,7 @@ struct send_stream {
     const send_writer_ops *ops;
     void *writer;                 /* transport-specific state */
     size_t max_packet_size;
-    double rate;                  /* bytes per second, 0 = unlimited */
+    double rate;                  /* bytes per second, 0 = unlimited (finite) */
     size_t burst_size;
     size_t max_heaps;
     tpool_t *tp;                  /* may be NULL (no asynchronous sends) */
@@ -55,8 +55,11 @@ struct send_stream {
     send_req *done_head, *done_tail;  /* finished asynchronous requests */
     int notify_fd;                /* eventfd written when done_head fills */
 
-    /* Rate limiting (touched only by the current sender). */
-    int64_t tat_ns;               /* theoretical arrival time (GCRA) */
+    /* Rate limiting (touched only by the current sender): bytes sent ahead
+     * of the rate as of ``debt_ns``.  Counted in bytes rather than as a
+     * time, because a tiny rate would make the time unrepresentable. */
+    double debt;
+    int64_t debt_ns;
 };
 
 send_req *send_req_new(size_t n_items);

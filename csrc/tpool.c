@@ -20,8 +20,10 @@ typedef struct {
     uint32_t events;
     int cancelled;
     int rearm_requested;
+    int failed;            /* re-arming failed: never armed again */
     pthread_t runner;
     tpool_watch_fn fn;
+    tpool_fail_fn fail;
     void *arg;
     tpool_release_fn release;
     int next_free;
@@ -43,7 +45,15 @@ typedef struct stop_hook {
 } stop_hook;
 
 struct tpool {
+    /* Two counts, so that the struct outlives everyone who may touch it.
+     * ``refs`` counts the owners (tpool_incref/decref); when it drops to 0
+     * the pool stops.  ``holds`` counts who may still use the memory: one
+     * share for the owners together, plus one per worker thread that has
+     * not yet left worker_main.  A worker can stop its own pool (it is then
+     * detached, not joined) and drop the last owner reference, and it still
+     * has to get out of its loop: whoever lets go last frees the struct. */
     int refs;
+    int holds;
     pthread_mutex_t hook_lock;
     stop_hook *hooks;
     pthread_mutex_t lock;
@@ -72,6 +82,69 @@ static uint64_t slot_token(int idx, uint32_t gen)
     return ((uint64_t) gen << 32) | (uint32_t) idx;
 }
 
+/* Lock held. Put slot idx back on the free list. */
+static void free_slot_locked(tpool_t *tp, int idx)
+{
+    watch_slot *s = &tp->slots[idx];
+    s->state = SLOT_FREE;
+    s->gen++;
+    s->next_free = tp->free_slot;
+    tp->free_slot = idx;
+}
+
+/* Lock held. Arm slot idx's one-shot registration again.  Returns 0, or the
+ * errno of the failed EPOLL_CTL_MOD (the slot is then left as it was): the
+ * fd number may no longer name the file that was registered. */
+static int rearm_locked(tpool_t *tp, int idx)
+{
+    watch_slot *s = &tp->slots[idx];
+    struct epoll_event ev;
+    ev.events = s->events | EPOLLONESHOT;
+    ev.data.u64 = slot_token(idx, s->gen);
+    if (epoll_ctl(tp->epfd, EPOLL_CTL_MOD, s->fd, &ev) < 0)
+        return errno;
+    s->state = SLOT_ARMED;
+    s->rearm_requested = 0;
+    return 0;
+}
+
+/* Lock held, slot idx RUNNING on this thread, ``err`` from rearm_locked:
+ * the pool can no longer watch the fd.  The slot is marked failed, so it is
+ * never armed again, and stays RUNNING while ``fail`` runs without the
+ * lock, so that nothing releases its arg meanwhile (tpool_unwatch from
+ * another thread waits; from inside ``fail`` it leaves the release to
+ * end_run_locked).  Returns with the lock held. */
+static void fail_locked(tpool_t *tp, int idx, int err)
+{
+    watch_slot *s = &tp->slots[idx];
+    s->failed = 1;
+    tpool_fail_fn fail = s->fail;
+    void *arg = s->arg;
+    if (!fail)
+        return;
+    pthread_mutex_unlock(&tp->lock);
+    fail(arg, err);
+    pthread_mutex_lock(&tp->lock);
+}
+
+/* Lock held; this thread's run of slot idx is over (the slot is RUNNING, or
+ * ARMED by this thread just now).  A slot cancelled meanwhile is freed and
+ * its release callback returned, to be called without the lock; otherwise a
+ * slot that was not armed again goes idle. */
+static tpool_release_fn end_run_locked(tpool_t *tp, int idx)
+{
+    watch_slot *s = &tp->slots[idx];
+    if (s->cancelled) {
+        tpool_release_fn release = s->release;
+        free_slot_locked(tp, idx);
+        pthread_cond_broadcast(&tp->cond);
+        return release;
+    }
+    if (s->state == SLOT_RUNNING)
+        s->state = SLOT_IDLE;
+    return NULL;
+}
+
 static void dispatch_watch(tpool_t *tp, uint64_t token)
 {
     int idx = (int) (token & 0xffffffffu);
@@ -91,30 +164,20 @@ static void dispatch_watch(tpool_t *tp, uint64_t token)
 
     int rearm = fn(arg);
 
-    tpool_release_fn release = NULL;
     pthread_mutex_lock(&tp->lock);
-    s = &tp->slots[idx];
-    if (s->cancelled) {
-        release = s->release;
-        s->state = SLOT_FREE;
-        s->gen++;
-        s->next_free = tp->free_slot;
-        tp->free_slot = idx;
-        pthread_cond_broadcast(&tp->cond);
-    } else if ((rearm || s->rearm_requested) && !tp->stopping) {
-        struct epoll_event ev;
-        ev.events = s->events | EPOLLONESHOT;
-        ev.data.u64 = slot_token(idx, s->gen);
-        s->state = SLOT_ARMED;
-        s->rearm_requested = 0;
-        epoll_ctl(tp->epfd, EPOLL_CTL_MOD, s->fd, &ev);
-    } else {
-        s->state = SLOT_IDLE;
+    s = &tp->slots[idx];   /* the slot array may have moved */
+    if (!s->cancelled && (rearm || s->rearm_requested) && !tp->stopping) {
+        int err = rearm_locked(tp, idx);
+        if (err)
+            fail_locked(tp, idx, err);
     }
+    tpool_release_fn release = end_run_locked(tp, idx);
     pthread_mutex_unlock(&tp->lock);
     if (release)
         release(arg);
 }
+
+static void release_hold(tpool_t *tp);
 
 static void *worker_main(void *p)
 {
@@ -160,6 +223,8 @@ static void *worker_main(void *p)
         }
         dispatch_watch(tp, ev.data.u64);
     }
+    /* the last use of tp by this thread */
+    release_hold(tp);
     return NULL;
 }
 
@@ -175,6 +240,7 @@ tpool_t *tpool_create(int nthreads, const int *affinity, int n_affinity, char *e
         return NULL;
     }
     tp->refs = 1;
+    tp->holds = 1;
     tp->free_slot = -1;
     pthread_mutex_init(&tp->hook_lock, NULL);
     pthread_mutex_init(&tp->lock, NULL);
@@ -217,8 +283,12 @@ tpool_t *tpool_create(int nthreads, const int *affinity, int n_affinity, char *e
         }
         wa->tp = tp;
         wa->index = i;
+        /* taken before the thread exists, so that it cannot be released
+         * before it was taken */
+        __atomic_add_fetch(&tp->holds, 1, __ATOMIC_RELAXED);
         int rc = pthread_create(&tp->threads[i], NULL, worker_main, wa);
         if (rc != 0) {
+            __atomic_sub_fetch(&tp->holds, 1, __ATOMIC_RELAXED);
             free(wa);
             snprintf(err, errlen, "cannot start thread: %s", strerror(rc));
             tp->nthreads = i;
@@ -339,6 +409,13 @@ void tpool_decref(tpool_t *tp)
     if (__atomic_sub_fetch(&tp->refs, 1, __ATOMIC_ACQ_REL) != 0)
         return;
     tpool_stop(tp);
+    release_hold(tp);
+}
+
+static void release_hold(tpool_t *tp)
+{
+    if (__atomic_sub_fetch(&tp->holds, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
     close(tp->epfd);
     close(tp->wakefd);
     pthread_mutex_destroy(&tp->hook_lock);
@@ -404,8 +481,8 @@ int tpool_post(tpool_t *tp, tpool_task_fn fn, void *arg, tpool_release_fn releas
     return 0;
 }
 
-int64_t tpool_watch(tpool_t *tp, int fd, uint32_t events, tpool_watch_fn fn, void *arg,
-                    tpool_release_fn release)
+int64_t tpool_watch(tpool_t *tp, int fd, uint32_t events, tpool_watch_fn fn, tpool_fail_fn fail,
+                    void *arg, tpool_release_fn release)
 {
     pthread_mutex_lock(&tp->lock);
     if (tp->stopping) {
@@ -440,7 +517,9 @@ int64_t tpool_watch(tpool_t *tp, int fd, uint32_t events, tpool_watch_fn fn, voi
     s->events = events;
     s->cancelled = 0;
     s->rearm_requested = 0;
+    s->failed = 0;
     s->fn = fn;
+    s->fail = fail;
     s->arg = arg;
     s->release = release;
     struct epoll_event ev;
@@ -448,10 +527,7 @@ int64_t tpool_watch(tpool_t *tp, int fd, uint32_t events, tpool_watch_fn fn, voi
     ev.data.u64 = slot_token(idx, s->gen);
     if (epoll_ctl(tp->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         int e = errno;
-        s->state = SLOT_FREE;
-        s->gen++;
-        s->next_free = tp->free_slot;
-        tp->free_slot = idx;
+        free_slot_locked(tp, idx);
         pthread_mutex_unlock(&tp->lock);
         errno = e;
         return -1;
@@ -475,20 +551,30 @@ static watch_slot *find_slot(tpool_t *tp, int64_t handle)
 
 void tpool_rearm(tpool_t *tp, int64_t handle)
 {
+    tpool_release_fn release = NULL;
+    void *arg = NULL;
     pthread_mutex_lock(&tp->lock);
     watch_slot *s = find_slot(tp, handle);
-    if (s && !s->cancelled && !tp->stopping) {
+    if (s && !s->cancelled && !s->failed && !tp->stopping) {
+        int idx = (int) (s - tp->slots);
         if (s->state == SLOT_IDLE) {
-            struct epoll_event ev;
-            ev.events = s->events | EPOLLONESHOT;
-            ev.data.u64 = (uint64_t) handle;
-            s->state = SLOT_ARMED;
-            epoll_ctl(tp->epfd, EPOLL_CTL_MOD, s->fd, &ev);
+            int err = rearm_locked(tp, idx);
+            if (err) {
+                /* report it as a run of the watch on this thread, so that
+                 * the slot is held the same way while ``fail`` runs */
+                s->state = SLOT_RUNNING;
+                s->runner = pthread_self();
+                arg = s->arg;
+                fail_locked(tp, idx, err);
+                release = end_run_locked(tp, idx);
+            }
         } else if (s->state == SLOT_RUNNING) {
             s->rearm_requested = 1;
         }
     }
     pthread_mutex_unlock(&tp->lock);
+    if (release)
+        release(arg);
 }
 
 void tpool_unwatch(tpool_t *tp, int64_t handle)
@@ -518,10 +604,7 @@ void tpool_unwatch(tpool_t *tp, int64_t handle)
     }
     release = s->release;
     arg = s->arg;
-    s->state = SLOT_FREE;
-    s->gen++;
-    s->next_free = tp->free_slot;
-    tp->free_slot = idx;
+    free_slot_locked(tp, idx);
     pthread_mutex_unlock(&tp->lock);
     if (release)
         release(arg);

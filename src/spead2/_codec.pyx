@@ -374,7 +374,10 @@ cdef class BitFormat:
 
     Codes: ``u`` unsigned and ``i`` signed (two's complement) integers of
     any width, ``b`` boolean (non-zero is true), ``c`` 8-bit ASCII character,
-    ``f`` IEEE float of 32 or 64 bits.
+    ``f`` IEEE float of 32 or 64 bits.  A character unpacks as a one-byte
+    ``bytes`` (as spead2 returns it; an item whose format is just ``c8``
+    joins its characters into a ``str`` elsewhere) and packs from a
+    one-character ``str`` or a one-byte ``bytes``.
     """
 
     cdef list _codes
@@ -412,6 +415,7 @@ cdef class BitFormat:
 
     cdef object _read_field(self, const uint8_t *p, Py_ssize_t pos, int code, Py_ssize_t bits):
         cdef uint64_t v
+        cdef char ch
         cdef uint32_t u32
         cdef float f32
         cdef double f64
@@ -441,7 +445,8 @@ cdef class BitFormat:
         elif code == 0x63:      # c
             if v >= 128:
                 raise UnicodeDecodeError("ascii", bytes([v]), 0, 1, "ordinal not in range(128)")
-            return chr(v)
+            ch = <char> v
+            return PyBytes_FromStringAndSize(&ch, 1)
         else:                   # f
             if bits == 32:
                 u32 = <uint32_t> v

@@ -1,6 +1,8 @@
 # cython: language_level=3
 """Thread pool and heap-memory allocators shared by receive and send."""
 
+from libc.errno cimport errno
+from libc.stdint cimport uint64_t
 from libc.stdlib cimport malloc, free
 
 from spead2._alloc cimport *
@@ -9,6 +11,11 @@ from spead2._inproc cimport *
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIGUOUS
 from libc.stdint cimport uint8_t
 from spead2 cimport _wire
+
+import os
+import select
+import sys
+import time
 
 from spead2._args import as_index
 
@@ -45,6 +52,8 @@ cdef class ThreadPool:
                 raise ValueError(f"invalid CPU number {c}")
         if n_aff:
             aff = <int *> malloc(sizeof(int) * n_aff)
+            if aff == NULL:
+                raise MemoryError()
             for i, c in enumerate(cpus):
                 aff[i] = c
         err[0] = 0
@@ -82,6 +91,75 @@ cdef class ThreadPool:
                 tpool_stop(self._tp)
                 tpool_decref(self._tp)
             self._tp = NULL
+
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    int EFD_CLOEXEC
+
+cdef extern from "<unistd.h>" nogil:
+    int gettid()
+    ssize_t write(int fd, const void *buf, size_t count)
+
+
+cdef struct _StopFromWorker:
+    tpool_t *tp
+    int efd
+
+
+cdef void _stop_from_worker_task(void *arg) noexcept nogil:
+    cdef _StopFromWorker *job = <_StopFromWorker *> arg
+    cdef tpool_t *tp = job.tp
+    cdef int efd = job.efd
+    cdef uint64_t tid = <uint64_t> gettid()
+    free(job)
+    tpool_stop(tp)
+    tpool_decref(tp)    # the last reference: the pool is released here
+    write(efd, &tid, sizeof(tid))
+
+
+def _selftest_stop_pool_from_worker(threads=1, timeout=10.0):
+    """Test hook: a pool of ``threads`` workers whose only reference belongs
+    to a task that, on a worker, stops the pool and drops that reference.
+
+    Returns once that worker thread has exited, so that everything it did
+    with the pool afterwards has happened (and been checked, under a
+    sanitizer); raises ``TimeoutError`` if that takes over ``timeout`` s.
+    """
+    cdef char err[256]
+    cdef tpool_t *tp
+    cdef _StopFromWorker *job
+    cdef int nthreads = threads
+    efd = eventfd(0, EFD_CLOEXEC)
+    if efd < 0:
+        raise OSError(errno, os.strerror(errno))
+    try:
+        job = <_StopFromWorker *> malloc(sizeof(_StopFromWorker))
+        if job == NULL:
+            raise MemoryError()
+        with nogil:
+            tp = tpool_create(nthreads, NULL, 0, err, sizeof(err))
+        if tp == NULL:
+            free(job)
+            raise RuntimeError((<bytes> err).decode(errors="replace"))
+        job.tp = tp
+        job.efd = efd
+        if tpool_post(tp, _stop_from_worker_task, job, NULL) != 0:
+            free(job)
+            with nogil:
+                tpool_stop(tp)
+                tpool_decref(tp)
+            raise MemoryError()
+        if not select.select([efd], [], [], timeout)[0]:
+            raise TimeoutError("the task did not stop the pool in time")
+        tid = int.from_bytes(os.read(efd, 8), sys.byteorder)
+    finally:
+        os.close(efd)
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/self/task/{tid}"):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"worker thread {tid} did not exit in time")
+        time.sleep(0.001)
 
 
 cdef class MemoryAllocator:

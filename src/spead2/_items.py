@@ -215,6 +215,8 @@ class Descriptor:
         self._var_dim = var_dim
         self._wire_dtype: Optional[np.dtype] = wire_dtype
         self._bitfmt: Optional[BitFormat] = bitfmt
+        # Only a 1-D item of nothing but c8 is text (a str); a c8 field of a
+        # record stays one byte (bytes), as the codec decodes it.
         self._is_str = format == [("c", 8)] and len(self._shape) == 1
         self._unicode_runs = [] if wire_dtype is None else _unicode_runs(wire_dtype)
         self._chars = (wire_dtype is not None and wire_dtype.kind == "S"

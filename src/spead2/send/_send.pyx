@@ -7,6 +7,7 @@ import os
 cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_ANY_CONTIGUOUS, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from libc.errno cimport errno
 from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
@@ -78,7 +79,11 @@ cdef class StreamConfig:
 
     @property
     def rate(self) -> float:
-        """Target rate in bytes per second; 0 means as fast as possible."""
+        """Target rate in bytes per second; 0 means as fast as possible.
+
+        Any finite non-negative number: a tiny rate makes sending very slow
+        (beyond the first ``burst_size`` bytes). ``ValueError`` otherwise.
+        """
         return self._rate
 
     @rate.setter
@@ -521,9 +526,11 @@ cdef class _Stream:
     def _enable_notify(self) -> int:
         """File descriptor that becomes readable when asynchronous sends
         finish."""
-        fd = send_stream_enable_notify(self._get())
+        cdef send_stream *s = self._get()
+        cdef int fd = send_stream_enable_notify(s)
+        cdef int err = errno    # before anything else can change it
         if fd < 0:
-            raise OSError(os.strerror(fd))
+            raise OSError(err, os.strerror(err))
         return fd
 
     def _pop_completions(self) -> list:
