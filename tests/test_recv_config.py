@@ -348,3 +348,51 @@ class TestExplicitStart:
         stream.add_buffer_reader(packet(1, b"a", 0, 1, [(False, 0x1000, 0)]))
         with pytest.raises(spead2.Stopped):
             stream.get()
+
+
+class TestAsyncioWithTodaysForm:
+    def test_async_for_with_configs(self, thread_pool):
+        import asyncio
+
+        async def main():
+            stream = spead2.recv.asyncio.Stream(thread_pool, StreamConfig(max_heaps=2),
+                                                RingStreamConfig(heaps=2))
+            stream.add_buffer_reader(concat([packet(c, b"a", 0, 1, [(False, 0x1000, 0)])
+                                             for c in (1, 2, 3)]))
+            return [heap.cnt async for heap in stream]
+
+        assert asyncio.run(asyncio.wait_for(main(), 30)) == [1, 2, 3]
+
+    def test_get_yields_to_the_loop_even_when_a_heap_is_ready(self, thread_pool):
+        import asyncio
+
+        async def main():
+            stream = spead2.recv.asyncio.Stream(thread_pool)
+            stream.add_buffer_reader(packet(1, b"a", 0, 1, [(False, 0x1000, 0)]))
+            while stream.ringbuffer.size() == 0:
+                await asyncio.sleep(0.001)
+            order = []
+
+            async def other():
+                order.append("other")
+
+            task = asyncio.ensure_future(other())
+            heap = await stream.get()
+            order.append("get")
+            await task
+            return heap.cnt, order
+
+        cnt, order = asyncio.run(asyncio.wait_for(main(), 30))
+        assert cnt == 1 and order == ["other", "get"]
+
+    def test_loop_argument_is_accepted_and_ignored(self, thread_pool):
+        import asyncio
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            stream = spead2.recv.asyncio.Stream(thread_pool, StreamConfig(), loop=loop)
+            stream.add_buffer_reader(b"")
+            with pytest.raises(spead2.Stopped):
+                await stream.get(loop=loop)
+
+        asyncio.run(asyncio.wait_for(main(), 30))
