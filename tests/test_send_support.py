@@ -45,6 +45,11 @@ def data_heap(data: bytes, id: int = 0x1000) -> spead2.send.Heap:
     return heap
 
 
+def expected_packets(heap: spead2.send.Heap, cnt: int, max_packet_size: int = 1472) -> List[bytes]:
+    """The packets a stream sends for ``heap`` as heap ``cnt``."""
+    return list(spead2.send.PacketGenerator(heap, cnt, max_packet_size))
+
+
 class StandInGroup:
     """The part of an item group a HeapGenerator reads: ``values()``."""
 

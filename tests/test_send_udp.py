@@ -12,7 +12,7 @@ import pytest
 import spead2
 import spead2.send
 from conftest import datagrams_waiting
-from test_send_support import StandInItem, addressed, data_heap, packet
+from test_send_support import StandInItem, addressed, data_heap, expected_packets, packet
 
 RECV_TIMEOUT = 5.0
 
@@ -28,10 +28,6 @@ def assert_nothing_more(sock):
     sock.settimeout(0.2)
     with pytest.raises(socket.timeout):
         sock.recv(65536)
-
-
-def expected_packets(heap, cnt, max_packet_size=1472):
-    return list(spead2.send.PacketGenerator(heap, cnt, max_packet_size))
 
 
 class TestUnicast:

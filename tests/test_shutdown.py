@@ -29,6 +29,7 @@ from isolated import check_python
 from packets import concat, packet
 from ports import free_udp_port
 from refimpl import call_with_timeout
+from test_send_support import expected_packets
 
 TIMEOUT = 10.0
 
@@ -361,16 +362,12 @@ def small_heap(size=4096):
     return heap
 
 
-def packets_per_heap(heap):
-    return len(list(spead2.send.PacketGenerator(heap, 1, 1472)))
-
-
 class TestSendShutdown:
     def test_collecting_a_rate_limited_asyncio_stream_with_heaps_in_flight(self, thread_pool,
                                                                           receiver):
         port = receiver.getsockname()[1]
         heap = small_heap(100_000)
-        total = 8 * packets_per_heap(heap)  # 800 kB at 2 MB/s: 0.4 s on the wire
+        total = 8 * len(expected_packets(heap, 1))  # 800 kB at 2 MB/s: 0.4 s on the wire
 
         async def main():
             config = spead2.send.StreamConfig(rate=2e6, max_heaps=8, burst_size=1000)
@@ -422,7 +419,7 @@ class TestSendShutdown:
         # the heap being sent when the pool stopped was finished; the queued
         # ones failed without sending anything
         assert results[:len(sent)] == sent
-        assert len(datagrams_waiting(receiver)) == len(sent) * packets_per_heap(heap)
+        assert len(datagrams_waiting(receiver)) == len(sent) * len(expected_packets(heap, 1))
 
     def test_dropping_udp_streams_mid_send_from_threads(self, thread_pool):
         port = free_udp_port()
