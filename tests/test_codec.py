@@ -12,55 +12,85 @@ BUG_COMPATS = list(range(8))
 
 
 def h(text: str) -> bytes:
-    return bytes.fromhex(text.replace("\n", " "))
+    """Bytes from hex digits; ``#`` starts a comment that runs to the end of the line."""
+    return bytes.fromhex(" ".join(line.split("#")[0] for line in text.splitlines()))
 
 
-# Hand-derived from the SPEAD spec and API.md section 4: SPEAD-64-40, one
-# pointer is 1 immediate bit, 23 id bits and 40 address bits.
+# A descriptor is one SPEAD packet (big-endian throughout), derived by hand here:
+#
+# - header: magic 0x53, version 4, id width (64 - hab) / 8 bytes, address
+#   width hab / 8 bytes, 00 00, number of item pointers (16 bits);
+# - item pointers of 64 bits: bit 63 set for an immediate value, clear for an
+#   address into the payload; then 63 - hab bits of item id; then hab bits of
+#   value or address. The ids: HEAP_CNT 0x01, HEAP_LENGTH 0x02,
+#   PAYLOAD_OFFSET 0x03, PAYLOAD_LENGTH 0x04, DESCRIPTOR_NAME 0x10,
+#   DESCRIPTOR_DESCRIPTION 0x11, DESCRIPTOR_SHAPE 0x12, DESCRIPTOR_FORMAT 0x13,
+#   DESCRIPTOR_ID 0x14, DESCRIPTOR_DTYPE 0x15;
+# - payload: the addressed fields, each running to the next address (or the
+#   end). A format entry is an ASCII code byte and a bit count of
+#   (64 - hab) / 8 bytes; a shape entry a flag byte (1: variable dimension)
+#   and a size of hab / 8 bytes. BUG_COMPAT_DESCRIPTOR_WIDTHS fixes the
+#   widths at SPEAD-64-40's whatever the flavour (1 + 3 and 8 bytes), and
+#   under BUG_COMPAT_SHAPE_BIT_1 the flag for a variable dimension is 2.
+
+# SPEAD-64-40: pointers are 1 mode bit, 23 id bits and 40 address bits, so the
+# id is bytes 1-2 (after the mode bit in byte 0) and the value bytes 3-7.
+# Item 0x1234, name "ab", description "c", format [("u", 8)], shape [3].
 FORMAT_DESCRIPTOR_64_40 = h("""
-53 04 03 05 00 00 00 09
-80 00 01 00 00 00 00 01
-80 00 02 00 00 00 00 0d
-80 00 03 00 00 00 00 00
-80 00 04 00 00 00 00 0d
-80 00 14 00 00 00 12 34
-00 00 10 00 00 00 00 00
-00 00 11 00 00 00 00 02
-00 00 13 00 00 00 00 03
-00 00 12 00 00 00 00 07
-61 62 63 75 00 00 08 00 00 00 00 00 03
+53 04 03 05 00 00 00 09   # ids 3 bytes, addresses 5 bytes, 9 pointers
+80 00 01 00 00 00 00 01   # immediate HEAP_CNT = 1
+80 00 02 00 00 00 00 0d   # immediate HEAP_LENGTH = 13
+80 00 03 00 00 00 00 00   # immediate PAYLOAD_OFFSET = 0
+80 00 04 00 00 00 00 0d   # immediate PAYLOAD_LENGTH = 13
+80 00 14 00 00 00 12 34   # immediate DESCRIPTOR_ID = 0x1234
+00 00 10 00 00 00 00 00   # NAME at 0
+00 00 11 00 00 00 00 02   # DESCRIPTION at 2
+00 00 13 00 00 00 00 03   # FORMAT at 3
+00 00 12 00 00 00 00 07   # SHAPE at 7
+61 62                     # 0-1: name "ab"
+63                        # 2: description "c"
+75 00 00 08               # 3-6: format "u", 8 bits (3-byte count)
+00 00 00 00 00 03         # 7-12: shape: fixed (flag 0), size 3 (5 bytes)
 """)
 
-# SPEAD-64-48 under BUG_COMPAT_PYSPEAD_0_5_2: a format entry is 1 + 3 bytes,
-# a shape entry 8 bytes with 2 marking the variable dimension.
+# SPEAD-64-48 under BUG_COMPAT_PYSPEAD_0_5_2: 1 mode bit, 15 id bits, 48
+# address bits, so the id is bytes 0-1 (less the mode bit) and the value
+# bytes 2-7; DESCRIPTOR_WIDTHS makes a format entry 1 + 3 bytes and a shape
+# entry 8 bytes, and SHAPE_BIT_1 marks the variable dimension with 2.
+# Item 0x1234, name "n", no description, format [("u", 12)], shape [None].
 BUGGY_DESCRIPTOR_64_48 = h("""
-53 04 02 06 00 00 00 09
-80 01 00 00 00 00 00 01
-80 02 00 00 00 00 00 0d
-80 03 00 00 00 00 00 00
-80 04 00 00 00 00 00 0d
-80 14 00 00 00 00 12 34
-00 10 00 00 00 00 00 00
-00 11 00 00 00 00 00 01
-00 13 00 00 00 00 00 01
-00 12 00 00 00 00 00 05
-6e 75 00 00 0c 02 00 00 00 00 00 00 00
+53 04 02 06 00 00 00 09   # ids 2 bytes, addresses 6 bytes, 9 pointers
+80 01 00 00 00 00 00 01   # immediate HEAP_CNT = 1
+80 02 00 00 00 00 00 0d   # immediate HEAP_LENGTH = 13
+80 03 00 00 00 00 00 00   # immediate PAYLOAD_OFFSET = 0
+80 04 00 00 00 00 00 0d   # immediate PAYLOAD_LENGTH = 13
+80 14 00 00 00 00 12 34   # immediate DESCRIPTOR_ID = 0x1234
+00 10 00 00 00 00 00 00   # NAME at 0
+00 11 00 00 00 00 00 01   # DESCRIPTION at 1 (empty: FORMAT is also at 1)
+00 13 00 00 00 00 00 01   # FORMAT at 1
+00 12 00 00 00 00 00 05   # SHAPE at 5
+6e                        # 0: name "n"
+75 00 00 0c               # 1-4: format "u", 12 bits (3-byte count)
+02 00 00 00 00 00 00 00   # 5-12: shape: variable (flag 2), size 0 (8 bytes in all)
 """)
 
 # SPEAD-64-48 without bug compatibility: a format entry is 1 + 2 bytes, a
-# shape entry 1 + 6 bytes with 1 marking the variable dimension.
+# shape entry 1 + 6 bytes with 1 marking the variable dimension. The same
+# item as above.
 PLAIN_DESCRIPTOR_64_48 = h("""
-53 04 02 06 00 00 00 09
-80 01 00 00 00 00 00 01
-80 02 00 00 00 00 00 0b
-80 03 00 00 00 00 00 00
-80 04 00 00 00 00 00 0b
-80 14 00 00 00 00 12 34
-00 10 00 00 00 00 00 00
-00 11 00 00 00 00 00 01
-00 13 00 00 00 00 00 01
-00 12 00 00 00 00 00 04
-6e 75 00 0c 01 00 00 00 00 00 00
+53 04 02 06 00 00 00 09   # ids 2 bytes, addresses 6 bytes, 9 pointers
+80 01 00 00 00 00 00 01   # immediate HEAP_CNT = 1
+80 02 00 00 00 00 00 0b   # immediate HEAP_LENGTH = 11
+80 03 00 00 00 00 00 00   # immediate PAYLOAD_OFFSET = 0
+80 04 00 00 00 00 00 0b   # immediate PAYLOAD_LENGTH = 11
+80 14 00 00 00 00 12 34   # immediate DESCRIPTOR_ID = 0x1234
+00 10 00 00 00 00 00 00   # NAME at 0
+00 11 00 00 00 00 00 01   # DESCRIPTION at 1 (empty)
+00 13 00 00 00 00 00 01   # FORMAT at 1
+00 12 00 00 00 00 00 04   # SHAPE at 4
+6e                        # 0: name "n"
+75 00 0c                  # 1-3: format "u", 12 bits (2-byte count)
+01 00 00 00 00 00 00      # 4-10: shape: variable (flag 1), size 0 (6 bytes)
 """)
 
 
@@ -80,19 +110,21 @@ class TestEncode:
     def test_numpy_header_adds_dtype_item_after_shape(self):
         header = b"{'descr': '<u2', 'fortran_order': False, 'shape': (2,)}"
         raw = RawDescriptor(0x1000, b"a", b"", [2], [], header)
+        # SPEAD-64-40 (layout above); the payload is 7 bytes and the header
         expected = h("""
-            53 04 03 05 00 00 00 0a
-            80 00 01 00 00 00 00 01
-            80 00 02 00 00 00 00 {n:02x}
-            80 00 03 00 00 00 00 00
-            80 00 04 00 00 00 00 {n:02x}
-            80 00 14 00 00 00 10 00
-            00 00 10 00 00 00 00 00
-            00 00 11 00 00 00 00 01
-            00 00 13 00 00 00 00 01
-            00 00 12 00 00 00 00 01
-            00 00 15 00 00 00 00 07
-            61 00 00 00 00 00 02
+            53 04 03 05 00 00 00 0a   # 10 pointers
+            80 00 01 00 00 00 00 01   # immediate HEAP_CNT = 1
+            80 00 02 00 00 00 00 {n:02x}   # immediate HEAP_LENGTH = n
+            80 00 03 00 00 00 00 00   # immediate PAYLOAD_OFFSET = 0
+            80 00 04 00 00 00 00 {n:02x}   # immediate PAYLOAD_LENGTH = n
+            80 00 14 00 00 00 10 00   # immediate DESCRIPTOR_ID = 0x1000
+            00 00 10 00 00 00 00 00   # NAME at 0
+            00 00 11 00 00 00 00 01   # DESCRIPTION at 1 (empty)
+            00 00 13 00 00 00 00 01   # FORMAT at 1 (empty)
+            00 00 12 00 00 00 00 01   # SHAPE at 1
+            00 00 15 00 00 00 00 07   # DTYPE at 7
+            61                        # 0: name "a"
+            00 00 00 00 00 02         # 1-6: shape: fixed, size 2; the numpy header follows
         """.format(n=7 + len(header))) + header
         assert encode_raw_descriptor(raw, 40, 0) == expected
 
@@ -156,15 +188,17 @@ class TestDecode:
 
     def test_missing_fields_take_empty_defaults(self):
         header = b"{'descr': '<f4', 'fortran_order': False, 'shape': ()}"
+        # SPEAD-64-40 (layout above) without HEAP_LENGTH, DESCRIPTION, FORMAT
+        # or SHAPE
         packet = h("""
-            53 04 03 05 00 00 00 06
-            80 00 01 00 00 00 00 01
-            80 00 03 00 00 00 00 00
-            80 00 04 00 00 00 00 {n:02x}
-            80 00 14 00 00 00 10 01
-            00 00 10 00 00 00 00 00
-            00 00 15 00 00 00 00 01
-            78
+            53 04 03 05 00 00 00 06   # 6 pointers
+            80 00 01 00 00 00 00 01   # immediate HEAP_CNT = 1
+            80 00 03 00 00 00 00 00   # immediate PAYLOAD_OFFSET = 0
+            80 00 04 00 00 00 00 {n:02x}   # immediate PAYLOAD_LENGTH = n
+            80 00 14 00 00 00 10 01   # immediate DESCRIPTOR_ID = 0x1001
+            00 00 10 00 00 00 00 00   # NAME at 0
+            00 00 15 00 00 00 00 01   # DTYPE at 1
+            78                        # 0: name "x"; the numpy header follows
         """.format(n=1 + len(header))) + header
         raw = decode_raw_descriptor(packet, 0)
         assert raw == RawDescriptor(0x1001, b"x", b"", [], [], header)
@@ -192,15 +226,15 @@ class TestDecode:
     def test_header_immediates_in_any_order_and_pointers_unsorted(self):
         # PAYLOAD_LENGTH first, DESCRIPTION pointer before NAME pointer.
         packet = h("""
-            53 04 03 05 00 00 00 07
-            80 00 04 00 00 00 00 05
-            80 00 14 00 00 00 00 42
-            00 00 11 00 00 00 00 02
-            80 00 01 00 00 00 00 07
-            80 00 03 00 00 00 00 00
-            80 00 02 00 00 00 00 05
-            00 00 10 00 00 00 00 00
-            6e 6d 64 65 73
+            53 04 03 05 00 00 00 07   # SPEAD-64-40 (layout above), 7 pointers
+            80 00 04 00 00 00 00 05   # immediate PAYLOAD_LENGTH = 5
+            80 00 14 00 00 00 00 42   # immediate DESCRIPTOR_ID = 0x42
+            00 00 11 00 00 00 00 02   # DESCRIPTION at 2
+            80 00 01 00 00 00 00 07   # immediate HEAP_CNT = 7
+            80 00 03 00 00 00 00 00   # immediate PAYLOAD_OFFSET = 0
+            80 00 02 00 00 00 00 05   # immediate HEAP_LENGTH = 5
+            00 00 10 00 00 00 00 00   # NAME at 0
+            6e 6d 64 65 73            # "nm" (name, 0-1), "des" (description, 2-4)
         """)
         raw = decode_raw_descriptor(packet, 0)
         assert raw.id == 0x42
@@ -264,10 +298,7 @@ class TestDecode:
     @settings(max_examples=300, deadline=None)
     @given(st.binary(max_size=200), st.integers(0, 7))
     def test_random_bytes_never_crash(self, data, bug_compat):
-        try:
-            decode_raw_descriptor(data, bug_compat)
-        except ValueError:
-            pass
+        decode_or_reject(data, bug_compat)
 
     @settings(max_examples=300, deadline=None)
     @given(st.data(), st.integers(0, 7))
@@ -276,10 +307,25 @@ class TestDecode:
         for _ in range(data.draw(st.integers(1, 4))):
             pos = data.draw(st.integers(0, len(packet) - 1))
             packet[pos] = data.draw(st.integers(0, 255))
-        try:
-            decode_raw_descriptor(bytes(packet), bug_compat)
-        except ValueError:
-            pass
+        decode_or_reject(bytes(packet), bug_compat)
+
+
+def decode_or_reject(packet, bug_compat):
+    """Decode ``packet``: a rejection is a ValueError (anything else escapes
+    and fails the test), and a descriptor accepted is one the encoder writes
+    back, in the packet's own widths, as a packet that decodes the same."""
+    try:
+        raw = decode_raw_descriptor(packet, bug_compat)
+    except ValueError:
+        return None
+    assert isinstance(raw, RawDescriptor)
+    assert isinstance(raw.name, bytes) and isinstance(raw.description, bytes)
+    # (the decoder accepts any byte as a format code; the encoder only ASCII)
+    if all(ord(code) < 128 for code, _ in raw.format):
+        hab = 8 * packet[3]
+        again = encode_raw_descriptor(raw, hab, bug_compat)
+        assert decode_raw_descriptor(again, bug_compat) == raw
+    return raw
 
 
 def raw_descriptors(hab):
@@ -308,7 +354,12 @@ def test_round_trip_every_flavour(hab, bug_compat):
     check()
 
 
-# Bit-level codec: examples from API.md section 4.
+# Bit-level codec. Values that are not whole numpy dtypes are packed as bit
+# fields, most significant bit first, element after element with no gaps, the
+# last byte padded with zero bits: three u12 values ABC, DEF, 123 (hex) are
+# the 36 bits ABCDEF123 and 4 bits of padding, bytes AB CD EF 12 30. As i12
+# (two's complement) the same bits are 0xABC - 0x1000 = -1348, 0xDEF - 0x1000
+# = -529 and 0x123 = 291.
 
 def test_u12_unpack_example():
     assert BitFormat([("u", 12)]).unpack(h("AB CD EF 12 30"), (3,)) == [0xABC, 0xDEF, 0x123]
@@ -326,6 +377,8 @@ def test_i12_pack_example():
     assert BitFormat([("i", 12)]).pack([-1348, -529, 291], (3,)) == h("AB CD EF 12 30")
 
 
+# One bit (True: 1), then 17 in 7 bits (0010001): 1001 0001 = 0x91; "y" is
+# 0x79; 1.0 as a big-endian IEEE float32 is 3F 80 00 00.
 MIXED = [("b", 1), ("i", 7), ("c", 8), ("f", 32)]
 # (True, 17, b"y", 1.0) in MIXED, most significant bit first:
 #   b1  True          1
@@ -349,10 +402,12 @@ def test_mixed_unpack_example():
 
 
 def test_u1_elements_are_packed_back_to_back():
+    # bits 1011 0001 | 1 and 7 bits of padding
     assert BitFormat([("u", 1)]).pack([1, 0, 1, 1, 0, 0, 0, 1, 1], (9,)) == h("B1 80")
 
 
 def test_b1_unpack():
+    # A0 = 1010 0000: the first three bits
     assert BitFormat([("b", 1)]).unpack(h("A0"), (3,)) == [True, False, True]
 
 
@@ -361,6 +416,7 @@ def test_u48_scalar():
 
 
 def test_i48_negative():
+    # 0x9234567890AB has its top bit set: 0x9234567890AB - 2**48 = -0x6DCBA9876F55
     assert BitFormat([("i", 48)]).unpack(h("92 34 56 78 90 AB"), ()) == -0x6DCBA9876F55
 
 
@@ -374,6 +430,7 @@ def test_f64_inside_odd_layout():
 
 def test_two_dimensional_nested_lists():
     fmt = BitFormat([("u", 4)])
+    # one nibble per element, rows in order
     assert fmt.unpack(h("12 34 56"), (2, 3)) == [[1, 2, 3], [4, 5, 6]]
     assert fmt.pack([[1, 2, 3], [4, 5, 6]], (2, 3)) == h("12 34 56")
 
@@ -386,6 +443,7 @@ def test_wide_fields():
 
 def test_pack_accepts_numpy_arrays():
     np = pytest.importorskip("numpy")
+    # nibbles 1, 2, 3 and a zero nibble of padding
     assert BitFormat([("u", 4)]).pack(np.array([1, 2, 3], np.uint8), (3,)) == h("12 30")
 
 
@@ -399,6 +457,7 @@ class TestBitFormatErrors:
             BitFormat(fmt)
 
     def test_size_mismatch_on_unpack(self):
+        # 3 x 12 bits take 5 bytes: 4 are too few and 6 too many
         with pytest.raises(ValueError):
             BitFormat([("u", 12)]).unpack(h("AB CD EF 12"), (3,))
         with pytest.raises(ValueError):
@@ -424,6 +483,7 @@ class TestBitFormatErrors:
             BitFormat([("c", 8), ("u", 4)]).pack(("é", 1), ())
 
     def test_non_ascii_character_on_unpack(self):
+        # c8 = 0xE9 (not ASCII), then u4 = 1
         with pytest.raises(UnicodeDecodeError):
             BitFormat([("c", 8), ("u", 4)]).unpack(h("E9 10"), ())
 

@@ -1,12 +1,13 @@
 """Module-level API: constants, exceptions, flavours, range lists, thread pools, allocators."""
 
 import gc
+import os
 import threading
-import time
 
 import pytest
 
 import spead2
+from conftest import wait_for
 
 
 @pytest.mark.parametrize(
@@ -123,9 +124,16 @@ class TestThreadPool:
             spead2.ThreadPool(1, [-1])
 
     def test_stop_twice_and_collect(self):
+        before = os_threads()
         tp = spead2.ThreadPool(3)
+        workers = os_threads() - before
+        assert len(workers) == 3
         tp.stop()
+        assert tp.stopped
+        # the workers end (the kernel may list a joined thread a moment longer)
+        assert wait_for(lambda: not workers & os_threads())
         tp.stop()
+        assert tp.stopped and tp.num_threads == 3
         del tp
         gc.collect()
 
@@ -141,6 +149,11 @@ class TestThreadPool:
         t = threading.Thread(target=make_and_drop, daemon=True)
         t.start()
         assert done.wait(10)
+
+
+def os_threads():
+    """Kernel thread ids of this process."""
+    return set(os.listdir("/proc/self/task"))
 
 
 class TestAllocators:
@@ -161,9 +174,15 @@ class TestAllocators:
     def test_mmap_allocator_bad_flags_fail_cleanly(self):
         alloc = spead2.MmapAllocator(0x40000000)  # an undefined flag
         try:
-            alloc._allocate(4096)
-        except MemoryError:
-            pass
+            buf = alloc._allocate(4096)
+        except MemoryError as exc:
+            assert "4096" in str(exc)
+        else:
+            # mmap(2) ignores flags it does not know: then the memory is usable
+            mv = memoryview(buf)
+            assert len(mv) == 4096 and not mv.readonly
+            mv[-1] = 9
+            assert mv[-1] == 9
 
     def test_memory_pool_plain_signature(self):
         pool = spead2.MemoryPool(100, 1000, 4, 2)
@@ -196,21 +215,24 @@ class TestAllocators:
         pool = spead2.MemoryPool(tp, 100, 1000, 10, 5, 3)
         assert pool.free_buffers == 5
         held = [pool._allocate(200) for _ in range(3)]  # leaves 2 < low_water
-        deadline = time.monotonic() + 5
-        while pool.refills == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert pool.refills >= 1
+        assert wait_for(lambda: pool.refills >= 1)
         assert pool.free_buffers == 5
         del held
         assert pool.free_buffers == 8
         tp.stop()
 
-    def test_memory_pool_without_thread_pool_never_refills(self):
+    def test_memory_pool_without_thread_pool_never_refills(self, thread_pool):
         pool = spead2.MemoryPool(100, 1000, 10, 2, None)
+        assert pool.low_water == 0
         held = [pool._allocate(200) for _ in range(2)]
-        time.sleep(0.05)
+        # A pool with a thread pool, emptied the same way, refills in the
+        # background; once it has, a refill of the other had its chance too.
+        control = spead2.MemoryPool(thread_pool, 100, 1000, 10, 2, 2)
+        control_held = [control._allocate(200) for _ in range(2)]
+        assert wait_for(lambda: control.refills >= 1)
         assert pool.refills == 0 and pool.free_buffers == 0
-        del held
+        del held, control_held
+        assert pool.free_buffers == 2
 
     def test_memory_pool_keywords(self):
         tp = spead2.ThreadPool()

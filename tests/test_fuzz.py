@@ -185,7 +185,7 @@ class TestStructuredPackets:
 
 def check_descriptor(data, hab, bug_compat):
     """Decode a descriptor packet and make an item of it: only the documented
-    exceptions may come out."""
+    exceptions may come out, and an item made keeps what the packet said."""
     try:
         raw = decode_raw_descriptor(data, bug_compat)
     except ValueError:
@@ -195,6 +195,10 @@ def check_descriptor(data, hab, bug_compat):
         item = spead2.Item.from_raw(raw, flavour)
     except ALLOWED_UPDATE_ERRORS:
         return "bad descriptor"
+    assert (item.id, item.name, item.description) == \
+        (raw.id, raw.name.decode("ascii"), raw.description.decode("ascii"))
+    if not raw.numpy_header:
+        assert item.shape == tuple(None if d < 0 else d for d in raw.shape)
     bits = item.itemsize_bits
     fixed = math.prod(d for d in item.shape if d is not None)
     need = (fixed * bits + 7) // 8
@@ -210,7 +214,7 @@ class TestDescriptors:
     @settings(max_examples=2000, **FUZZ_SETTINGS)
     @given(fuzzing.hypothesis_descriptor())
     def test_structured_descriptors(self, case):
-        check_descriptor(*case)
+        assert check_descriptor(*case) in {"rejected", "bad descriptor", "item"}
 
     def test_mutated_descriptors(self, corpus):
         rng = random.Random(SEED + 3)

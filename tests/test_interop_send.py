@@ -4,8 +4,9 @@ Our ``spead2.send`` streams send every item set in every flavour, into a
 ``BytesStream`` and over UDP loopback; the reference receiver (in its own
 environment, see ``refimpl.py``) must get exactly the values sent. Our
 ``BytesStream`` output must also be byte-for-byte what the reference's is
-(the conventions of the API contract, section 4). Written against the
-documented API only. Skipped only when the reference cannot be installed.
+(the packet layout that ``test_send_packets`` checks byte by byte, which the
+reference follows too). Written against the documented API only. Skipped
+only when the reference cannot be installed.
 """
 
 import pytest
@@ -85,9 +86,9 @@ def test_ours_bytes_identical_to_reference(ref_python, tmp_path, name, flavour):
     """Heaps without descriptors are byte-identical to the reference's.
 
     A heap that carries descriptors holds the same descriptor packets and
-    item values, but its pointers list the descriptors first (the encoder
-    convention of the API contract, section 4) where the reference's
-    ItemGroup interleaves each descriptor with its item.
+    item values, but its pointers list the descriptors first (this library's
+    convention, see ``test_send_packets``) where the reference's ItemGroup
+    interleaves each descriptor with its item.
     """
     bits, bug_compat = FLAVOURS[flavour]
     theirs = ref_python.send_bytes(tmp_path / "ref.bin", name, N_HEAPS, bits, bug_compat)

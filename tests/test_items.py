@@ -7,6 +7,7 @@ from hypothesis import assume, given, settings, strategies as st
 import spead2
 from spead2 import Descriptor, Flavour, Item, ItemGroup
 from spead2._codec import RawDescriptor, decode_raw_descriptor
+from test_codec import FORMAT_DESCRIPTOR_64_40
 
 HABS = [8, 16, 24, 32, 40, 48, 56]
 BUG_COMPATS = list(range(8))
@@ -214,14 +215,7 @@ class TestDescriptorWire:
 
     def test_to_raw_bytes_64_40(self):
         packet = Descriptor(0x1234, "ab", "c", (3,), format=[("u", 8)]).to_raw(Flavour())
-        assert packet == h(
-            "53 04 03 05 00 00 00 09"
-            "80 00 01 00 00 00 00 01 80 00 02 00 00 00 00 0d"
-            "80 00 03 00 00 00 00 00 80 00 04 00 00 00 00 0d"
-            "80 00 14 00 00 00 12 34 00 00 10 00 00 00 00 00"
-            "00 00 11 00 00 00 00 02 00 00 13 00 00 00 00 03"
-            "00 00 12 00 00 00 00 07"
-            "61 62 63 75 00 00 08 00 00 00 00 00 03")
+        assert packet == FORMAT_DESCRIPTOR_64_40  # derived byte by byte in test_codec
 
     def test_from_raw_returns_class_it_is_called_on(self):
         raw = RawDescriptor(1, b"x", b"", [], [("u", 8)])
@@ -343,6 +337,11 @@ def test_numpy_value_round_trip(flavour, dtype, shape, order):
 
 
 class TestValueBytes:
+    """Numpy values are their dtype's bytes (byte order as the dtype says, in
+    C or Fortran order as the item says); format values are big-endian bit
+    fields, most significant bit first, padded to a byte (the u12 and mixed
+    examples are derived in test_codec)."""
+
     def test_little_endian_numpy(self):
         item = Item(1, "x", "", (2,), dtype="<u2", value=[1, 0x0203])
         assert item.to_buffer() == h("01 00 03 02")

@@ -12,21 +12,13 @@ import pytest
 import spead2
 import spead2.recv
 import spead2.recv.asyncio
+from conftest import wait_for, wait_until_blocked, wait_until_suspended
 from packets import concat, packet, stop_packet
 
 
 def heap_bytes(n, size=16, start=1):
     return concat(packet(i, bytes([i % 256]) * size, 0, size, [(False, 0x1000, 0)])
                   for i in range(start, start + n))
-
-
-def wait_for(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 class TestConstruction:
@@ -90,9 +82,10 @@ class TestGet:
 
         t = threading.Thread(target=consume)
         t.start()
-        time.sleep(0.1)
+        blocked = wait_until_blocked(t, consume)
         s.stop()
         t.join(5)
+        assert blocked, "the getter never blocked in get()"
         assert not t.is_alive() and result == ["stopped"]
 
     def test_stop_is_idempotent_and_readers_after_stop_are_ignored(self, thread_pool):
@@ -109,8 +102,14 @@ class TestBackpressure:
         s = spead2.recv.Stream(thread_pool, ring_heaps=2)
         s.add_buffer_reader(heap_bytes(200))
         assert wait_for(lambda: s.stats.worker_blocked > 0)
+        paused = s.stats
+        # What is under test is that nothing happens while the ring stays
+        # full: no event marks "the reader would have gone on by now", so
+        # the test gives it a fixed time to (wrongly) make progress.
         time.sleep(0.05)
-        assert s.stats.heaps <= 3  # the ring holds its capacity and no more
+        later = s.stats
+        assert (later.packets, later.heaps) == (paused.packets, paused.heaps)
+        assert later.heaps <= 3  # the ring holds its capacity and no more
         cnts = [h.cnt for h in s]
         assert cnts == list(range(1, 201))
         assert s.stats.worker_blocked >= 1
@@ -216,8 +215,7 @@ class TestAsyncio:
         async def main():
             s = spead2.recv.asyncio.Stream(thread_pool)
             waiters = [asyncio.ensure_future(s.get()) for _ in range(4)]
-            await asyncio.sleep(0.02)
-            assert not any(w.done() for w in waiters)
+            assert await wait_until_suspended(waiters)
             s.add_buffer_reader(heap_bytes(3))
             out = []
             for w in waiters:
@@ -241,7 +239,7 @@ class TestAsyncio:
         async def main():
             s = spead2.recv.asyncio.Stream(thread_pool)
             w = asyncio.ensure_future(s.get())
-            await asyncio.sleep(0.02)
+            assert await wait_until_suspended([w])
             s.stop()
             with pytest.raises(spead2.Stopped):
                 await asyncio.wait_for(w, 5)
@@ -253,7 +251,7 @@ class TestAsyncio:
             s = spead2.recv.asyncio.Stream(thread_pool)
             first = asyncio.ensure_future(s.get())
             second = asyncio.ensure_future(s.get())
-            await asyncio.sleep(0.01)
+            assert await wait_until_suspended([first, second])
             first.cancel()
             s.add_buffer_reader(heap_bytes(1))
             return (await asyncio.wait_for(second, 5)).cnt

@@ -1,5 +1,6 @@
 """UDP reader: unicast, caller's socket, IPv4 and IPv6 multicast, errors."""
 
+import errno
 import logging
 import os
 import shutil
@@ -119,9 +120,14 @@ class TestUnicast:
         port = free_udp_port()
         s = spead2.recv.Stream(thread_pool)
         s.add_udp_reader(port, bind_hostname="127.0.0.1")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+            with pytest.raises(OSError) as info:
+                again.bind(("127.0.0.1", port))  # the reader holds the port...
+            assert info.value.errno == errno.EADDRINUSE
         s.stop()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
-            again.bind(("127.0.0.1", port))
+            again.bind(("127.0.0.1", port))  # ...until the stream stops
+            assert again.getsockname() == ("127.0.0.1", port)
 
     def test_two_readers_one_stream(self, thread_pool):
         p1, p2 = free_udp_port(), free_udp_port()
@@ -262,13 +268,12 @@ class TestMulticast:
                     for p in heap_packets(5, b"v6" * 600, 1000, items=[(False, 0x1000, 0)]):
                         tx.sendto(p, (group, port))
                 except OSError:
-                    time.sleep(0.2)  # the link is still coming up
+                    time.sleep(0.2)  # the link is still coming up: retry (bounded)
                     continue
-                time.sleep(0.1)
-                try:
-                    got.append(s.get_nowait())
-                except spead2.Empty:
-                    pass
+                # a heap, or 0.1 s without one (then the packets were lost
+                # while the link came up, and are sent again)
+                if select.select([s.fd], [], [], 0.1)[0]:
+                    got.append(s.get())
             assert got and got[0].cnt == 5, got
             assert bytes(got[0].get_items()[0]) == b"v6" * 600
             print("OK")
@@ -277,7 +282,7 @@ class TestMulticast:
 
 
 _NETNS_PRELUDE = '''
-import socket, subprocess, sys, time
+import select, socket, subprocess, sys, time
 sys.path[:0] = sys.argv[1:]
 import spead2, spead2.recv
 from packets import heap_packets

@@ -11,7 +11,8 @@ import pytest
 import spead2
 import spead2.send
 import spead2.send.asyncio
-from test_send_support import addressed, data_heap, packet
+from conftest import datagrams_waiting
+from test_send_support import addressed, data_heap, expected_packets, packet
 
 TIMEOUT = 10.0
 
@@ -73,11 +74,14 @@ def test_async_flush_waits_for_everything(thread_pool, receiver):
         config = spead2.send.StreamConfig(rate=5e6, burst_size=1000)
         stream = spead2.send.asyncio.UdpStream(thread_pool, "127.0.0.1",
                                                receiver.getsockname()[1], config)
-        futures = [stream.async_send_heap(data_heap(bytes(100000))) for _ in range(3)]
+        heap = data_heap(bytes(100000))
+        futures = [stream.async_send_heap(heap) for _ in range(3)]
         start = time.monotonic()
         await stream.async_flush()
         elapsed = time.monotonic() - start
         assert all(f.done() for f in futures)
+        # every datagram had been sent when the flush returned
+        assert len(datagrams_waiting(receiver)) == 3 * len(expected_packets(heap, 1))
         await stream.async_flush()  # nothing pending: returns at once
         return elapsed
 
@@ -90,10 +94,13 @@ def test_flush_blocks_until_sent(thread_pool, receiver):
         config = spead2.send.StreamConfig(rate=5e6, burst_size=1000)
         stream = spead2.send.asyncio.UdpStream(thread_pool, "127.0.0.1",
                                                receiver.getsockname()[1], config)
-        futures = [stream.async_send_heap(data_heap(bytes(50000))) for _ in range(2)]
+        heap = data_heap(bytes(50000))
+        futures = [stream.async_send_heap(heap) for _ in range(2)]
         start = time.monotonic()
         stream.flush()
         elapsed = time.monotonic() - start
+        # every datagram had been sent when the flush returned
+        assert len(datagrams_waiting(receiver)) == 2 * len(expected_packets(heap, 1))
         await asyncio.gather(*futures)
         return elapsed
 
@@ -151,10 +158,11 @@ def test_sending_does_not_need_the_gil(thread_pool, receiver):
         sys.setswitchinterval(10.0)
         try:
             stream.async_send_heap(data_heap(bytes(100000)))
-            deadline = time.monotonic() + 0.5
-            while time.monotonic() < deadline:
-                pass
-            done = stream._pop_completions()
+            # spin, never letting the GIL go, until the completion is queued
+            deadline = time.monotonic() + TIMEOUT
+            done = []
+            while not done and time.monotonic() < deadline:
+                done = stream._pop_completions()
         finally:
             sys.setswitchinterval(old_interval)
         assert [(error, nbytes > 100000) for _, error, nbytes in done] == [(0, True)]

@@ -1,5 +1,16 @@
-"""Sending real spead2.Item values and descriptors: bytes built by hand from
-API.md section 4."""
+"""Sending real spead2.Item values and descriptors: bytes built by hand.
+
+Packets are built with ``test_send_support.packet`` (layout in that module's
+docstring; how heaps are packetised in ``test_send_packets``). A descriptor
+travels as an addressed DESCRIPTOR_ID (5) item whose value is a whole SPEAD
+packet of its own (``descriptor_packet`` below): the header immediates, an
+immediate DESCRIPTOR_ID_ID (0x14) holding the item's id, and addressed
+fields NAME (0x10), DESCRIPTION (0x11), FORMAT (0x13), SHAPE (0x12) and, for
+numpy items, DTYPE (0x15, a numpy header). A format is a list of entries of
+one ASCII code byte and a bit count of ``(64 - hab) // 8`` bytes; a shape a
+list of entries of one flag byte (1 = variable dimension, or 2 under
+BUG_COMPAT_SHAPE_BIT_1) and a size of ``hab // 8`` bytes.
+"""
 
 import numpy as np
 import pytest
@@ -65,12 +76,15 @@ class TestValues:
     def test_numpy_big_endian_dtype(self):
         value = np.arange(6, dtype=">u2").reshape(2, 3)
         item = spead2.Item(0x1000, "x", "", (2, 3), dtype=">u2", value=value)
+        # 0, 1, ..., 5 as 16-bit big-endian integers, in row order
         assert one_packet(value_heap(item)) == packet(
             1, 12, 0, [addressed(0x1000, 0)], bytes.fromhex("000000010002000300040005"))
 
     def test_numpy_fortran_order(self):
         value = np.arange(6, dtype="<u2").reshape(2, 3)
         item = spead2.Item(0x1000, "x", "", (2, 3), dtype="<u2", order="F", value=value)
+        # [[0, 1, 2], [3, 4, 5]] column by column: 0, 3, 1, 4, 2, 5 as
+        # 16-bit little-endian integers
         assert one_packet(value_heap(item)) == packet(
             1, 12, 0, [addressed(0x1000, 0)], bytes.fromhex("000003000100040002000500"))
 
@@ -83,6 +97,7 @@ class TestValues:
 
     def test_small_numpy_value_is_immediate(self):
         item = spead2.Item(0x1000, "x", "", (2,), dtype="<u2", value=np.array([1, 2]))
+        # bytes 01 00 02 00, right-aligned in the 5-byte address field
         assert one_packet(value_heap(item)) == packet(
             1, 1, 0, [immediate(0x1000, 0x0001000200), addressed(0, 0)], b"\0")
 
@@ -96,6 +111,8 @@ class TestValues:
         # not whole bytes are always addressed (as the reference sends them)
         item = spead2.Item(0x1000, "x", "", (3,), format=[("u", 12)],
                            value=[0xABC, 0xDEF, 0x123])
+        # the 12-bit fields back to back, most significant bit first: ABC DEF
+        # 123, then 4 zero bits to the byte boundary
         assert one_packet(value_heap(item, F48)) == packet(
             1, 5, 0, [addressed(0x1000, 0, 48)], bytes.fromhex("ABCDEF1230"), 48)
 
@@ -107,6 +124,8 @@ class TestValues:
     def test_mixed_fallback_record(self):
         item = spead2.Item(0x1000, "x", "", (), format=[("b", 1), ("i", 7), ("c", 8), ("f", 32)],
                            value=(True, 17, "y", 1.0))
+        # bits 1 (True) and 0010001 (17) make 0x91; "y" is 0x79; 1.0 as a
+        # big-endian float32 is 3F 80 00 00
         assert one_packet(value_heap(item)) == packet(
             1, 6, 0, [addressed(0x1000, 0)], bytes.fromhex("91793F800000"))
 

@@ -1,4 +1,22 @@
-"""Heap and PacketGenerator: the exact bytes of API.md section 4."""
+"""Heap and PacketGenerator: the exact bytes of every packet.
+
+Expected packets are built with ``test_send_support.packet`` (its module
+docstring gives the header and item pointer layout). How a heap becomes
+packets, which the expected values below follow:
+
+- ``max_packet_size`` is rounded down to a multiple of 8 (at least 56);
+- every packet has the 8-byte header and the four header immediates (HEAP_CNT,
+  HEAP_LENGTH, PAYLOAD_OFFSET, PAYLOAD_LENGTH): 40 bytes before anything else;
+- the heap's pointers (descriptors first, then items, each in the order added)
+  fill the first packets, leaving at least 8 payload bytes in each;
+- an item whose value has a fixed size of at most ``hab // 8`` bytes is an
+  immediate, right-aligned in the address field; any other item is addressed,
+  its value in the payload back to back with the others;
+- if the payload cannot give every pointer-carrying packet 8 bytes (the last
+  one 1 byte), a NULL (id 0) pointer addressing the end of the item data is
+  added and the heap padded with zero bytes to that size: a heap with no
+  payload thus carries one zero byte.
+"""
 
 import gc
 import weakref
@@ -23,8 +41,12 @@ class TestSinglePacketHeaps:
     def test_empty_heap_carries_null_pointer_and_one_zero_byte(self):
         heap = spead2.send.Heap()
         assert packets(heap) == [bytes.fromhex(
+            # magic 53, version 04, 3-byte ids, 5-byte addresses (SPEAD-64-40),
+            # 00 00, 5 item pointers
             "5304030500000005"
+            # immediates: HEAP_CNT 1, HEAP_LENGTH 1, PAYLOAD_OFFSET 0, PAYLOAD_LENGTH 1
             "8000010000000001 8000020000000001 8000030000000000 8000040000000001"
+            # NULL pointer (addressed, id 0) at 0; payload: the one zero byte
             "0000000000000000 00")]
 
     def test_start_heap(self):

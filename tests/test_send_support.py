@@ -1,5 +1,20 @@
 """Helpers for the send tests: stand-in items, hand-built packets, and an
-independent packet decoder (itself tested here against literal bytes)."""
+independent packet decoder (itself tested here against literal bytes).
+
+The packet layout the builders write, for flavour SPEAD-64-``hab`` (big-endian
+throughout):
+
+- an 8-byte header: magic ``0x53``, version ``4``, the width of an item
+  pointer's id field in bytes, ``(64 - hab) // 8``, the width of its
+  address field, ``hab // 8``, two zero bytes, and the number of item
+  pointers as 16 bits;
+- the item pointers, 64 bits each: bit 63 is 1 for an immediate value and 0
+  for an address into the heap's payload, the next ``63 - hab`` bits the
+  item id, the low ``hab`` bits the value or address. A stream's packets
+  start with four immediates: HEAP_CNT (id 1), HEAP_LENGTH (2),
+  PAYLOAD_OFFSET (3) and PAYLOAD_LENGTH (4);
+- the payload bytes.
+"""
 
 import struct
 from typing import List, Optional, Sequence
@@ -45,6 +60,11 @@ def data_heap(data: bytes, id: int = 0x1000) -> spead2.send.Heap:
     return heap
 
 
+def expected_packets(heap: spead2.send.Heap, cnt: int, max_packet_size: int = 1472) -> List[bytes]:
+    """The packets a stream sends for ``heap`` as heap ``cnt``."""
+    return list(spead2.send.PacketGenerator(heap, cnt, max_packet_size))
+
+
 class StandInGroup:
     """The part of an item group a HeapGenerator reads: ``values()``."""
 
@@ -68,7 +88,9 @@ def addressed(id: int, address: int, hab: int = 40) -> bytes:
 
 def packet(cnt: int, heap_length: int, offset: int, pointers: Sequence[bytes],
            payload: bytes, hab: int = 40) -> bytes:
-    """One packet as API.md section 4 lays it out."""
+    """One packet: the header, the four header immediates (HEAP_CNT ``cnt``,
+    HEAP_LENGTH ``heap_length``, PAYLOAD_OFFSET ``offset``, PAYLOAD_LENGTH
+    ``len(payload)``), then ``pointers``, then ``payload``."""
     head = bytes([0x53, 0x04, (64 - hab) // 8, hab // 8, 0, 0]) + struct.pack(
         ">H", 4 + len(pointers))
     return (head + immediate(1, cnt, hab) + immediate(2, heap_length, hab)
@@ -139,9 +161,14 @@ def item_values(pointers, payload: bytes, hab: int = 40):
 # --- tests of the helpers themselves ----------------------------------------
 
 def test_packet_builder_matches_literal_empty_heap():
+    # SPEAD-64-40: 24-bit id fields (1 mode bit + 23 id bits), 40-bit addresses
     literal = bytes.fromhex(
+        # magic 53, version 04, id width 03, address width 05, 00 00, 5 pointers
         "5304 0305 0000 0005"
+        # immediate (80...) id 000001 HEAP_CNT = 1; id 000002 HEAP_LENGTH = 1;
+        # id 000003 PAYLOAD_OFFSET = 0; id 000004 PAYLOAD_LENGTH = 1
         "8000010000000001 8000020000000001 8000030000000000 8000040000000001"
+        # addressed (bit 63 clear) id 000000 (NULL) at address 0; payload: one zero byte
         "0000000000000000 00")
     assert packet(1, 1, 0, [addressed(0, 0)], b"\0") == literal
 

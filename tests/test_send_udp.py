@@ -1,14 +1,18 @@
 """UdpStream over loopback, checked with a plain Python socket receiver."""
 
+import errno
 import logging
 import socket
+import struct
+import threading
 import time
 
 import pytest
 
 import spead2
 import spead2.send
-from test_send_support import StandInItem, addressed, data_heap, packet
+from conftest import datagrams_waiting
+from test_send_support import StandInItem, addressed, data_heap, expected_packets, packet
 
 RECV_TIMEOUT = 5.0
 
@@ -18,13 +22,12 @@ def receive(sock, count):
 
 
 def assert_nothing_more(sock):
+    # "Nothing more arrives" has no event to wait for: the absence during a
+    # fixed 0.2 s is the assertion. (send_heap has returned by now, so every
+    # datagram it sent is normally queued already.)
     sock.settimeout(0.2)
     with pytest.raises(socket.timeout):
         sock.recv(65536)
-
-
-def expected_packets(heap, cnt, max_packet_size=1472):
-    return list(spead2.send.PacketGenerator(heap, cnt, max_packet_size))
 
 
 class TestUnicast:
@@ -119,7 +122,14 @@ class TestUnicast:
             port = probe.getsockname()[1]
         stream = spead2.send.UdpStream(thread_pool, "127.0.0.1", port)
         for _ in range(3):
+            stream.send_heap(spead2.send.Heap())  # ICMP port unreachable comes back
+        # the refusals neither broke the stream nor lost its count: once
+        # someone listens there, the next heap arrives as heap 4
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as late:
+            late.bind(("127.0.0.1", port))
+            late.settimeout(RECV_TIMEOUT)
             stream.send_heap(spead2.send.Heap())
+            assert receive(late, 1) == [packet(4, 1, 0, [addressed(0, 0)], b"\0")]
 
 
 class TestUnicastErrors:
@@ -180,20 +190,33 @@ class TestUnicastErrors:
             spead2.send.UdpStream(thread_pool, "127.0.0.1", 8888, buffer_size=-1)
 
     def test_max_heaps_exceeded_by_concurrent_senders(self, thread_pool, receiver):
-        import threading
+        # max_heaps=1: while one thread's send_heap is sending, another
+        # thread's send_heap fails at once instead of queueing.
         config = spead2.send.StreamConfig(max_heaps=1, rate=1e6, burst_size=1000)
         stream = spead2.send.UdpStream(thread_pool, "127.0.0.1", receiver.getsockname()[1],
                                        config)
-        slow = data_heap(bytes(200000))
+        slow = data_heap(bytes(500000))  # 0.5 s at 1 MB/s
+        expected = expected_packets(slow, 1)
         thread = threading.Thread(target=stream.send_heap, args=(slow,))
         thread.start()
         try:
-            time.sleep(0.05)
-            with pytest.raises(IOError):
+            # the slow heap is in flight from its first datagram on...
+            got = receive(receiver, 1)
+            with pytest.raises(IOError) as info:
                 stream.send_heap(spead2.send.Heap())
+            # ...and was still in flight after the refusal: its last
+            # datagram had not been sent
+            got += datagrams_waiting(receiver)
+            assert len(got) < len(expected)
         finally:
             thread.join(timeout=10)
         assert not thread.is_alive()
+        assert info.value.errno == errno.EBUSY
+        # the refused heap sent nothing and took no heap counter
+        got += receive(receiver, len(expected) - len(got))
+        assert got == expected
+        stream.send_heap(spead2.send.Heap())
+        assert receive(receiver, 1) == [packet(2, 1, 0, [addressed(0, 0)], b"\0")]
 
 
 MCAST_GROUP = "239.255.42.99"
@@ -275,21 +298,77 @@ class TestMulticast:
                                   65536, 300, "127.0.0.1")
 
 
+#: SO_TIMESTAMPNS (Linux; the socket module names it only from Python 3.12 on)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+class TimestampedCapture(threading.Thread):
+    """Reads ``count`` datagrams from ``sock``, each with the time the kernel
+    stamped on it (SO_TIMESTAMPNS, CLOCK_REALTIME). On loopback the stamp is
+    taken when the sender's device queues the datagram, inside the sender's
+    sendmsg, so it is when the datagram was sent, however late this thread
+    reads it."""
+
+    def __init__(self, sock, count, timeout=30.0):
+        super().__init__(daemon=True)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock = sock
+        self.count = count
+        self.deadline = time.monotonic() + timeout
+        self.datagrams = []  # (seconds, data)
+        self.start()
+
+    def run(self):
+        stamp_size = struct.calcsize("@ll")
+        while len(self.datagrams) < self.count and time.monotonic() < self.deadline:
+            try:
+                data, ancdata, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(stamp_size))
+            except socket.timeout:
+                continue
+            (stamp,) = [d for level, kind, d in ancdata
+                        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS]
+            sec, nsec = struct.unpack("@ll", stamp[:stamp_size])
+            self.datagrams.append((sec + nsec * 1e-9, data))
+
+    def finish(self):
+        self.join(max(0.0, self.deadline - time.monotonic()) + 1.0)
+        assert not self.is_alive(), f"{len(self.datagrams)} of {self.count} datagrams received"
+        return self.datagrams
+
+
 class TestRateLimit:
     def test_rate_is_honoured_over_a_second(self, thread_pool, receiver):
+        # What the sender did, measured where it lands: the kernel's send
+        # time of every datagram. The stream paces flushes of about
+        # burst_size bytes with a generic cell rate algorithm, so from the
+        # first send_heap call (at ``start``) to the send of datagram j, at
+        # most burst_size bytes may run ahead of rate * time, plus the rest
+        # of j's own flush (at most burst_size + one packet). A loaded
+        # machine can only make the sender later, never earlier.
         rate = 4e6
         config = spead2.send.StreamConfig(rate=rate, burst_size=65536)
         stream = spead2.send.UdpStream(thread_pool, "127.0.0.1", receiver.getsockname()[1],
                                        config)
         heap = data_heap(bytes(100000))
-        per_heap = sum(map(len, expected_packets(heap, 1)))
+        packets = expected_packets(heap, 1)
+        per_heap = sum(map(len, packets))
         n_heaps = 40
-        start = time.monotonic()
+        capture = TimestampedCapture(receiver, n_heaps * len(packets))
+        start = time.time()  # CLOCK_REALTIME, like the kernel's stamps
         for _ in range(n_heaps):
             stream.send_heap(heap)
-        elapsed = time.monotonic() - start
+        datagrams = capture.finish()
+        assert [len(d) for _, d in datagrams] == [len(p) for p in packets] * n_heaps
+        ahead = 2 * config.burst_size + config.max_packet_size
+        sent = 0
+        for when, data in datagrams:
+            assert sent <= rate * (when - start) + ahead, \
+                f"{sent} bytes sent before {when - start:.3f} s"
+            sent += len(data)
+        # and the rate is reached: the whole run takes about as long as it must
         ideal = (n_heaps * per_heap - config.burst_size) / rate
         assert ideal > 0.9
+        elapsed = datagrams[-1][0] - start
         assert ideal * 0.97 <= elapsed <= ideal * 1.2 + 0.05
 
     def test_unlimited_is_fast(self, thread_pool, receiver):

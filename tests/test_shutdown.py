@@ -24,10 +24,12 @@ import spead2.recv
 import spead2.recv.asyncio
 import spead2.send
 import spead2.send.asyncio
+from conftest import datagrams_waiting, wait_for, wait_until_blocked, wait_until_suspended
 from isolated import check_python
 from packets import concat, packet
 from ports import free_udp_port
 from refimpl import call_with_timeout
+from test_send_support import expected_packets
 
 TIMEOUT = 10.0
 
@@ -42,15 +44,6 @@ def check_heap(heap, size=64):
     (item,) = heap.get_items()
     assert item.id == 0x1000
     assert bytes(item) == bytes([heap.cnt % 256]) * size
-
-
-def wait_for(predicate, timeout=TIMEOUT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.002)
-    return False
 
 
 class Consumer(threading.Thread):
@@ -73,6 +66,10 @@ class Consumer(threading.Thread):
         except BaseException as exc:  # reported by finish()
             self.error = exc
 
+    def wait_until_blocked(self):
+        """Whether the consumer is seen blocked in ``get`` (within TIMEOUT)."""
+        return wait_until_blocked(self, Consumer.run, TIMEOUT)
+
     def finish(self, timeout=TIMEOUT):
         self.join(timeout)
         assert not self.is_alive(), f"consumer still blocked after {timeout} s"
@@ -93,7 +90,10 @@ class TestStoppingTheThreadPool:
         assert wait_for(lambda: streams[1].stats.worker_blocked > 0 or
                         len(consumers[0].heaps) == 1000)
         blocked = Consumer(streams[0])
-        time.sleep(0.05)
+        # the consumers of the UDP stream and of the stream without readers
+        # must really be waiting in get() when the pool stops
+        assert blocked.wait_until_blocked()
+        assert consumers[1].wait_until_blocked()
         call_with_timeout(tp.stop, TIMEOUT, "ThreadPool.stop")
         assert blocked.finish() == []
         got = consumers[0].finish()
@@ -125,8 +125,7 @@ class TestStoppingTheThreadPool:
             full = spead2.recv.asyncio.Stream(tp, ring_heaps=2)
             full.add_buffer_reader(heap_bytes(100))
             waiters = [asyncio.ensure_future(idle.get()) for _ in range(2)]
-            await asyncio.sleep(0.05)
-            assert not any(w.done() for w in waiters)
+            assert await wait_until_suspended(waiters, timeout=TIMEOUT)
             assert wait_for(lambda: full.stats.worker_blocked > 0)
             tp.stop()
             done, pending = await asyncio.wait(waiters, timeout=TIMEOUT)
@@ -206,21 +205,28 @@ class TestStopWhileBusy:
         # and the consumer always ends.
         rng = random.Random(7)
         data = heap_bytes(3000)
+        lengths = []
         for _ in range(40):
             s = spead2.recv.Stream(thread_pool, max_heaps=rng.randint(1, 4),
                                    ring_heaps=rng.randint(1, 8))
             s.add_buffer_reader(data)
             consumer = Consumer(s)
+            # The moment of stop() is what varies here, on purpose: a random
+            # delay, not an ordering the test relies on.
             time.sleep(rng.random() * 0.003)
             call_with_timeout(s.stop, TIMEOUT, "Stream.stop")
             got = consumer.finish()
             assert got == list(range(1, len(got) + 1))
+            lengths.append(len(got))
+        # some stop() did land while heaps were still being delivered
+        assert any(0 < n < 3000 for n in lengths), lengths
 
     def test_several_consumers_blocked_in_get_all_end(self, thread_pool):
         s = spead2.recv.Stream(thread_pool)
         s.add_udp_reader(free_udp_port(), bind_hostname="127.0.0.1")
         consumers = [Consumer(s) for _ in range(4)]
-        time.sleep(0.05)
+        for c in consumers:
+            assert c.wait_until_blocked()
         call_with_timeout(s.stop, TIMEOUT, "Stream.stop")
         for c in consumers:
             assert c.finish() == []
@@ -318,7 +324,7 @@ class TestCollection:
                 i += 1
                 tx.sendto(packet(i, b"f" * 64, 0, 64), ("127.0.0.1", port))
                 if i % 64 == 0:
-                    time.sleep(0.0005)
+                    time.sleep(0.0005)  # pacing (leaves the CPU to the rest), not ordering
 
         sender = threading.Thread(target=flood, daemon=True)
         sender.start()
@@ -338,7 +344,7 @@ class TestCollection:
             s = spead2.recv.asyncio.Stream(thread_pool)
             s.add_udp_reader(free_udp_port(), bind_hostname="127.0.0.1")
             waiters = [asyncio.ensure_future(s.get()) for _ in range(3)]
-            await asyncio.sleep(0.05)
+            assert await wait_until_suspended(waiters, timeout=TIMEOUT)
             s.stop()
             done, pending = await asyncio.wait(waiters, timeout=TIMEOUT)
             assert not pending
@@ -357,37 +363,48 @@ def small_heap(size=4096):
 
 
 class TestSendShutdown:
-    def test_collecting_a_rate_limited_asyncio_stream_with_heaps_in_flight(self, thread_pool):
-        port = free_udp_port()
+    def test_collecting_a_rate_limited_asyncio_stream_with_heaps_in_flight(self, thread_pool,
+                                                                          receiver):
+        port = receiver.getsockname()[1]
+        heap = small_heap(100_000)
+        total = 8 * len(expected_packets(heap, 1))  # 800 kB at 2 MB/s: 0.4 s on the wire
 
         async def main():
-            config = spead2.send.StreamConfig(rate=20e6, max_heaps=8, burst_size=1000)
+            config = spead2.send.StreamConfig(rate=2e6, max_heaps=8, burst_size=1000)
             stream = spead2.send.asyncio.UdpStream(thread_pool, "127.0.0.1", port, config)
-            futures = [stream.async_send_heap(small_heap(100_000)) for _ in range(8)]
-            await asyncio.sleep(0.001)
-            assert not all(f.done() for f in futures)
-            return futures
+            return [stream.async_send_heap(heap) for _ in range(8)]
 
         loop = asyncio.new_event_loop()
         try:
             futures = loop.run_until_complete(main())
             # the stream is unreachable now except through the loop's reader
             call_with_timeout(gc.collect, TIMEOUT, "gc.collect")
-            loop.run_until_complete(asyncio.wait_for(asyncio.gather(*futures), TIMEOUT))
+            # a datagram is queued on the receiver once it is sent, so fewer
+            # than all of them means heaps were in flight during the collection
+            early = len(datagrams_waiting(receiver))
+            assert early < total
+            results = loop.run_until_complete(
+                asyncio.wait_for(asyncio.gather(*futures), TIMEOUT))
         finally:
             loop.close()
+        assert results == [results[0]] * 8 and results[0] > 100_000
+        assert early + len(datagrams_waiting(receiver)) == total
         del futures
         call_with_timeout(gc.collect, TIMEOUT, "gc.collect")
 
-    def test_thread_pool_stopped_with_async_heaps_queued(self):
-        port = free_udp_port()
+    def test_thread_pool_stopped_with_async_heaps_queued(self, receiver):
+        port = receiver.getsockname()[1]
         tp = spead2.ThreadPool()
+        heap = small_heap(50_000)
 
         async def main():
-            config = spead2.send.StreamConfig(rate=10e6, max_heaps=16)
+            # 16 heaps of 50 kB at 2 MB/s: 25 ms each, 0.4 s in all
+            config = spead2.send.StreamConfig(rate=2e6, max_heaps=16)
             stream = spead2.send.asyncio.UdpStream(tp, "127.0.0.1", port, config)
-            futures = [stream.async_send_heap(small_heap(50_000)) for _ in range(16)]
-            await asyncio.sleep(0.002)
+            futures = [stream.async_send_heap(heap) for _ in range(16)]
+            # the worker is sending the first heap once its first datagram is here
+            readable, _, _ = select.select([receiver], [], [], TIMEOUT)
+            assert readable, "nothing was sent"
             call_with_timeout(tp.stop, TIMEOUT, "ThreadPool.stop")
             results = await asyncio.wait_for(
                 asyncio.gather(*futures, return_exceptions=True), TIMEOUT)
@@ -398,7 +415,11 @@ class TestSendShutdown:
         sent = [r for r in results if not isinstance(r, BaseException)]
         failed = [r for r in results if isinstance(r, BaseException)]
         assert all(isinstance(e, IOError) for e in failed)
-        assert len(sent) + len(failed) == 16 and failed
+        assert len(sent) + len(failed) == 16 and sent and failed
+        # the heap being sent when the pool stopped was finished; the queued
+        # ones failed without sending anything
+        assert results[:len(sent)] == sent
+        assert len(datagrams_waiting(receiver)) == len(sent) * len(expected_packets(heap, 1))
 
     def test_dropping_udp_streams_mid_send_from_threads(self, thread_pool):
         port = free_udp_port()
@@ -426,9 +447,10 @@ class TestSendShutdown:
 class TestInterpreterExit:
     def test_exit_with_live_streams_senders_and_blocked_threads(self):
         out = check_python("""
-            import asyncio, socket, threading, time
+            import asyncio, socket, threading
             import numpy as np
             import spead2, spead2.recv, spead2.recv.asyncio, spead2.send, spead2.send.asyncio
+            from conftest import wait_for, wait_until_blocked, wait_until_suspended
             from packets import packet
 
             def port():
@@ -445,7 +467,10 @@ class TestInterpreterExit:
             rx.add_udp_reader(rx_port, bind_hostname="127.0.0.1")
             blocked = spead2.recv.Stream(tp)
             blocked.add_udp_reader(port(), bind_hostname="127.0.0.1")
-            threading.Thread(target=blocked.get, daemon=True).start()
+            def get_blocked():
+                blocked.get()
+            getter = threading.Thread(target=get_blocked, daemon=True)
+            getter.start()
 
             item = spead2.Item(0x1000, "x", "", (100000,), dtype=np.uint8,
                                value=np.zeros(100000, np.uint8))
@@ -453,9 +478,11 @@ class TestInterpreterExit:
             heap.add_item(item)
             slow = spead2.send.UdpStream(tp, "127.0.0.1", rx_port,
                                          spead2.send.StreamConfig(rate=5e6))
+            sent = [0]
             def send_forever():
                 while True:
                     slow.send_heap(heap)
+                    sent[0] += 1
             threading.Thread(target=send_forever, daemon=True).start()
             bytes_stream = spead2.send.BytesStream(tp)
             bytes_stream.send_heap(heap)
@@ -467,14 +494,21 @@ class TestInterpreterExit:
             futures = [async_tx.async_send_heap(heap) for _ in range(4)]
             arx = spead2.recv.asyncio.Stream(tp)
             arx.add_udp_reader(port(), bind_hostname="127.0.0.1")
-            async def wait_a_little():
+            async def start_waiter():
                 waiter = asyncio.ensure_future(arx.get())
-                await asyncio.sleep(0.05)
-            loop.run_until_complete(wait_a_little())
-            time.sleep(0.1)
+                return await wait_until_suspended([waiter])
+            # exit only once every part is in the state this test is about
+            print("asyncio waiter pending:", loop.run_until_complete(start_waiter()))
+            print("thread blocked in get:", wait_until_blocked(getter, get_blocked))
+            print("synchronous sender has sent a heap:", wait_for(lambda: sent[0] >= 1))
+            print("asynchronous sends pending:", not all(f.done() for f in futures))
             print("exiting", flush=True)
         """, timeout=60)
-        assert out.splitlines() == ["exiting"]
+        assert out.splitlines() == ["asyncio waiter pending: True",
+                                    "thread blocked in get: True",
+                                    "synchronous sender has sent a heap: True",
+                                    "asynchronous sends pending: True",
+                                    "exiting"]
 
     def test_exit_after_the_thread_pool_was_stopped_under_live_streams(self):
         out = check_python("""
