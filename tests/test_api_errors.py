@@ -106,8 +106,11 @@ class TestThreadPool:
     def test_affinity_entry_not_an_integer(self, cpu):
         raises(TypeError, "CPU number in affinity must be an integer", spead2.ThreadPool, 1, [cpu])
 
+    def test_affinity_entry_beyond_a_c_int(self):
+        raises(spead2.RangeError, "CPU number in affinity", spead2.ThreadPool, 1, [2**40])
+
     def test_affinity_entry_absurd(self):
-        raises(ValueError, "invalid CPU number", spead2.ThreadPool, 1, [2**40])
+        raises(ValueError, "invalid CPU number", spead2.ThreadPool, 1, [2**30])
 
 
 class TestAllocators:
@@ -168,7 +171,6 @@ class TestItems:
                format=fmt)
 
     @pytest.mark.parametrize("fmt, match", [
-        ([("u", "8")], "bit count '8' is not an integer"),
         ([("u", -8)], "has no bits"),
         ([("uu", 8)], "unsupported format code"),
         ([("u",)], "is not a \\(code, bits\\) pair"),
@@ -176,8 +178,20 @@ class TestItems:
     def test_bad_format_entries(self, fmt, match):
         raises(ValueError, match, spead2.Descriptor, 1, "x", "", (), format=fmt)
 
+    def test_format_bit_count_not_an_integer(self):
+        raises(TypeError, "format bit count must be an integer", spead2.Descriptor, 1, "x", "",
+               (), format=[("u", "8")])
+
     def test_shape_not_a_sequence(self):
-        raises(ValueError, "not a sequence of dimensions", spead2.Descriptor, 1, "x", "", 5,
+        raises(TypeError, "shape must be a sequence of dimensions", spead2.Descriptor, 1, "x",
+               "", 5, dtype="u1")
+
+    def test_shape_entry_not_an_integer(self):
+        raises(TypeError, "shape entry must be an integer", spead2.Descriptor, 1, "x", "",
+               (2, 1.5), dtype="u1")
+
+    def test_negative_id(self):
+        raises(spead2.RangeError, "id must be non-negative", spead2.Descriptor, -1, "x", "", (),
                dtype="u1")
 
     def test_too_many_dimensions_for_a_bit_level_value(self):
@@ -308,8 +322,9 @@ class TestSend:
         stream = spead2.send.BytesStream(tp)
         raises(TypeError, "Heap", stream.send_heap, 5)
         raises(TypeError, "cnt must be an integer", stream.send_heap, any_heap(), "a")
-        raises(ValueError, "out of range", stream.send_heap, any_heap(), -5)
-        raises(ValueError, "out of range", stream.send_heap, any_heap(), 2**70)
+        raises(spead2.RangeError, "cnt must be non-negative", stream.send_heap, any_heap(), -5)
+        raises(spead2.RangeError, "cnt .* does not fit in 63 bits", stream.send_heap, any_heap(),
+               2**70)
         assert stream.getvalue() == b""
 
     def test_udp_stream_arguments(self, tp):

@@ -120,7 +120,7 @@ class TestThreadPool:
             spead2.ThreadPool(0)
 
     def test_negative_cpu_rejected(self):
-        with pytest.raises(ValueError):
+        with pytest.raises(spead2.RangeError):
             spead2.ThreadPool(1, [-1])
 
     def test_stop_twice_and_collect(self):

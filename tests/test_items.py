@@ -82,15 +82,25 @@ class TestDescriptorArguments:
 
     @pytest.mark.parametrize("fmt", [
         [], [("0", 8)], [("x", 8)], [("c", 16)], [("c", 7)], [("f", 16)], [("f", 8)],
-        [("u", 0)], [("u", -8)], [("u",)], ["u8"], [("u", 8.5)],
+        [("u", 0)], [("u", -8)], [("u",)], ["u8"],
     ])
     def test_bad_format(self, fmt):
         with pytest.raises(ValueError):
             Descriptor(1, "x", "", (), format=fmt)
 
-    @pytest.mark.parametrize("shape", [(None, None), (-1,), (1.5,), ("a",), 5, "ab"])
+    @pytest.mark.parametrize("fmt", [[("u", 8.5)], [("u", "8")]])
+    def test_format_bit_count_not_an_integer(self, fmt):
+        with pytest.raises(TypeError):
+            Descriptor(1, "x", "", (), format=fmt)
+
+    @pytest.mark.parametrize("shape", [(None, None), (-1,)])
     def test_bad_shape(self, shape):
         with pytest.raises(ValueError):
+            Descriptor(1, "x", "", shape, format=[("u", 8)])
+
+    @pytest.mark.parametrize("shape", [(1.5,), ("a",), 5, "ab"])
+    def test_shape_not_a_sequence_of_integers(self, shape):
+        with pytest.raises(TypeError):
             Descriptor(1, "x", "", shape, format=[("u", 8)])
 
     def test_variable_dimension_with_dtype(self):
@@ -106,7 +116,7 @@ class TestDescriptorArguments:
             Descriptor(1, "x", "", (), dtype=[("a", "<u2"), ("b", object)])
 
     def test_negative_id(self):
-        with pytest.raises(ValueError):
+        with pytest.raises(spead2.RangeError):
             Descriptor(-1, "x", "", (), dtype=np.uint8)
 
     def test_non_ascii_name_fails_on_to_raw(self):

@@ -280,7 +280,7 @@ class TestHeapErrors:
             heap.add_item(StandInItem(0x80, b"\x01"))
 
     def test_negative_item_id(self):
-        with pytest.raises(ValueError):
+        with pytest.raises(spead2.RangeError):
             spead2.send.Heap().add_item(StandInItem(-1, b"\x01"))
 
     def test_heap_cnt_too_large_for_flavour(self):
@@ -288,7 +288,7 @@ class TestHeapErrors:
         assert packets(heap, cnt=0xFFFF)
         with pytest.raises(ValueError):
             packets(heap, cnt=0x10000)
-        with pytest.raises(ValueError):
+        with pytest.raises(spead2.RangeError):
             packets(heap, cnt=-1)
 
     def test_value_size_disagreeing_with_descriptor(self):

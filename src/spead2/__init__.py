@@ -6,7 +6,7 @@ documented ``spead2`` interface run unchanged.
 
 import logging as _logging
 
-from ._errors import SocketError
+from ._errors import PortRangeError, RangeError, SocketError
 from ._core import Buffer, InprocQueue, MemoryAllocator, MemoryPool, MmapAllocator, ThreadPool
 from ._core import (  # noqa: F401  (the constants are defined in csrc/wire.h)
     NULL_ID, HEAP_CNT_ID, HEAP_LENGTH_ID, PAYLOAD_OFFSET_ID, PAYLOAD_LENGTH_ID, DESCRIPTOR_ID,

@@ -17,7 +17,7 @@ import select
 import sys
 import time
 
-from spead2._args import as_index
+from spead2._args import as_flags, as_nonzero_unsigned, as_unsigned, bind_arguments
 
 
 cdef class ThreadPool:
@@ -33,22 +33,15 @@ cdef class ThreadPool:
         cdef int n_aff
         cdef int nthreads
         self._tp = NULL
-        threads = as_index(threads, "threads")
-        if threads < 1:
-            raise ValueError("threads must be at least 1")
-        if threads > 2**31 - 1:
-            raise OverflowError(f"threads {threads} does not fit in a C int")
+        threads = as_nonzero_unsigned(threads, "threads", bits=31)
         nthreads = threads
-        try:
-            cpus = [as_index(c, "a CPU number in affinity") for c in affinity]
-        except TypeError as exc:
-            if not hasattr(affinity, "__iter__"):
-                raise TypeError(f"affinity must be a sequence of CPU numbers, not "
-                                f"{type(affinity).__name__}") from None
-            raise
+        if not hasattr(affinity, "__iter__"):
+            raise TypeError(f"affinity must be a sequence of CPU numbers, not "
+                            f"{type(affinity).__name__}")
+        cpus = [as_unsigned(c, "a CPU number in affinity", bits=31) for c in affinity]
         n_aff = len(cpus)
         for c in cpus:
-            if c < 0 or c >= 1 << 20:
+            if c >= 1 << 20:
                 raise ValueError(f"invalid CPU number {c}")
         if n_aff:
             aff = <int *> malloc(sizeof(int) * n_aff)
@@ -234,9 +227,7 @@ cdef class MmapAllocator(MemoryAllocator):
     """Allocator that maps anonymous memory with ``mmap(2)``, with extra ``flags``."""
 
     def __init__(self, flags=0):
-        flags = as_index(flags, "flags")
-        if not -2**31 <= flags < 2**31:
-            raise OverflowError(f"flags {flags:#x} do not fit in a C int")
+        flags = as_flags(flags, "flags", bits=31)
         self._alloc = spead_mmap_allocator_new(flags)
         if self._alloc == NULL:
             raise MemoryError()
@@ -245,56 +236,42 @@ cdef class MmapAllocator(MemoryAllocator):
 cdef class MemoryPool(MemoryAllocator):
     """Pool of ``upper``-byte buffers for requests whose size is in [lower, upper].
 
-    Signatures: ``MemoryPool(thread_pool, lower, upper, max_free, initial,
-    low_water, allocator=None)`` and ``MemoryPool(lower, upper, max_free,
-    initial, allocator=None)``. With a thread pool, a background task refills
-    the pool to ``initial`` buffers whenever fewer than ``low_water`` remain.
+    Forms (those of the documented API):
+
+    - ``MemoryPool(thread_pool, lower, upper, max_free, initial, low_water,
+      allocator=None)``: a background task on ``thread_pool`` refills the
+      pool to ``initial`` buffers whenever fewer than ``low_water`` remain;
+    - ``MemoryPool(lower, upper, max_free, initial, allocator=None)``.
+
+    The first form is chosen by a :class:`ThreadPool` first, or the
+    ``thread_pool`` keyword. Sizes and counts are unsigned 64-bit integers.
     """
 
     def __init__(self, *args, **kwargs):
         cdef MemoryAllocator base = None
         cdef ThreadPool tp = None
         cdef tpool_t *ctp = NULL
-        names_tp = ("thread_pool", "lower", "upper", "max_free", "initial", "low_water", "allocator")
-        names_plain = ("lower", "upper", "max_free", "initial", "allocator")
         if (args and isinstance(args[0], ThreadPool)) or "thread_pool" in kwargs:
-            names = names_tp
+            names = ("thread_pool", "lower", "upper", "max_free", "initial", "low_water",
+                     "allocator")
         else:
-            names = names_plain
-        if len(args) > len(names):
-            raise TypeError(f"MemoryPool takes at most {len(names)} arguments ({len(args)} given)")
-        values = dict(zip(names, args))
-        for key, value in kwargs.items():
-            if key not in names:
-                raise TypeError(f"MemoryPool got an unexpected keyword argument {key!r}")
-            if key in values:
-                raise TypeError(f"MemoryPool got multiple values for argument {key!r}")
-            values[key] = value
-        required = [n for n in names if n != "allocator"]
-        missing = [n for n in required if n not in values]
-        if missing:
-            raise TypeError(f"MemoryPool missing required arguments: {', '.join(missing)}")
+            names = ("lower", "upper", "max_free", "initial", "allocator")
+        values = bind_arguments("MemoryPool", names, args, kwargs, names[:-1])
         allocator = values.get("allocator")
         if allocator is not None:
             if not isinstance(allocator, MemoryAllocator):
                 raise TypeError("allocator must be a spead2.MemoryAllocator")
             base = <MemoryAllocator> allocator
-        if names is names_tp:
+        if "thread_pool" in values:
             if not isinstance(values["thread_pool"], ThreadPool):
                 raise TypeError("thread_pool must be a spead2.ThreadPool")
             tp = <ThreadPool> values["thread_pool"]
             ctp = tp.get()
-        lower = as_index(values["lower"], "lower")
-        upper = as_index(values["upper"], "upper")
-        max_free = as_index(values["max_free"], "max_free")
-        initial = as_index(values["initial"], "initial")
-        low_water = as_index(values.get("low_water", 0), "low_water")
-        for name, v in (("lower", lower), ("upper", upper), ("max_free", max_free),
-                        ("initial", initial), ("low_water", low_water)):
-            if v < 0:
-                raise OverflowError(f"{name} must be non-negative")
-            if v >= 2**64:
-                raise OverflowError(f"{name} {v} does not fit in 64 bits")
+        lower = as_unsigned(values["lower"], "lower")
+        upper = as_unsigned(values["upper"], "upper")
+        max_free = as_unsigned(values["max_free"], "max_free")
+        initial = as_unsigned(values["initial"], "initial")
+        low_water = as_unsigned(values.get("low_water", 0), "low_water")
         if lower > upper:
             raise ValueError("lower must not exceed upper")
         self.lower = lower

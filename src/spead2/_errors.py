@@ -7,3 +7,16 @@ class SocketError(OSError, RuntimeError):
     An ``OSError`` (so ``errno`` is kept) that is also a ``RuntimeError``, the
     kind of error the documented API raises for these failures.
     """
+
+
+class RangeError(OverflowError, TypeError):
+    """An unsigned argument (a size, count, id or index) is negative or too
+    large for the C type that holds it.
+
+    Programs written for the 2016 API catch ``OverflowError`` for this, and
+    programs written for spead2 4.x catch ``TypeError``: it is both.
+    """
+
+
+class PortRangeError(RangeError):
+    """A port number outside 0-65535 (a :class:`RangeError`)."""

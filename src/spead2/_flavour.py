@@ -1,6 +1,6 @@
 """SPEAD flavour: pointer widths and PySPEAD bug-compatibility flags."""
 
-from ._args import as_index
+from ._args import as_flags, as_index
 
 _VALID_BUG_COMPAT = 7
 
@@ -18,7 +18,7 @@ class Flavour:
         version = as_index(version, "version")
         item_pointer_bits = as_index(item_pointer_bits, "item_pointer_bits")
         heap_address_bits = as_index(heap_address_bits, "heap_address_bits")
-        bug_compat = as_index(bug_compat, "bug_compat")
+        bug_compat = as_flags(bug_compat, "bug_compat", _VALID_BUG_COMPAT)
         if version != 4:
             raise ValueError(f"unsupported SPEAD version {version} (only 4 is supported)")
         if item_pointer_bits != 64:
@@ -27,8 +27,6 @@ class Flavour:
             raise ValueError(
                 f"heap_address_bits must be a multiple of 8 strictly between 0 and 64, "
                 f"not {heap_address_bits}")
-        if bug_compat & ~_VALID_BUG_COMPAT:
-            raise ValueError(f"unknown bug_compat flags {bug_compat:#x}")
         object.__setattr__(self, "_version", version)
         object.__setattr__(self, "_item_pointer_bits", item_pointer_bits)
         object.__setattr__(self, "_heap_address_bits", heap_address_bits)

@@ -3,12 +3,12 @@
 import ast
 import logging
 import math
-import operator
 import weakref
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ._args import as_index, as_unsigned
 from ._codec import BitFormat, RawDescriptor, encode_raw_descriptor
 from ._flavour import Flavour
 
@@ -134,22 +134,16 @@ class Descriptor:
 
     def __init__(self, id: int, name: str, description: str, shape: Iterable[Optional[int]],
                  dtype: Any = None, order: str = "C", format: Optional[Format] = None) -> None:
-        id = operator.index(id)
-        if id < 0:
-            raise ValueError(f"item ID {id} is negative")
-        self.id = id
+        self.id = as_unsigned(id, "id")
         self.name = _ascii_text(name, "name")
         self.description = _ascii_text(description, "description")
         if (dtype is None) == (format is None):
             raise ValueError("exactly one of dtype and format must be given")
         if order not in ("C", "F"):
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
-        if isinstance(shape, (str, bytes)):
-            raise ValueError(f"shape {shape!r} is not a sequence of dimensions")
-        try:
-            shape_list = list(shape)
-        except TypeError:
-            raise ValueError(f"shape {shape!r} is not a sequence of dimensions") from None
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+            raise TypeError(f"shape must be a sequence of dimensions, not {type(shape).__name__}")
+        shape_list = list(shape)
         var_dim = -1
         for i, dim in enumerate(shape_list):
             if dim is None:
@@ -157,10 +151,8 @@ class Descriptor:
                     raise ValueError("at most one dimension may be variable")
                 var_dim = i
                 continue
-            try:
-                dim = operator.index(dim)
-            except TypeError:
-                raise ValueError(f"shape entry {dim!r} is not an integer") from None
+            if type(dim) is not int:
+                dim = as_index(dim, "a shape entry")
             if dim < 0:
                 raise ValueError(f"shape entry {dim} is negative")
             shape_list[i] = dim
@@ -188,6 +180,8 @@ class Descriptor:
             entries = []
             for entry in format:
                 try:
+                    if isinstance(entry, (str, bytes)):
+                        raise TypeError
                     code, bits = entry
                 except (TypeError, ValueError):
                     raise ValueError(f"format entry {entry!r} is not a (code, bits) pair") from None
@@ -195,10 +189,7 @@ class Descriptor:
                     code = code.decode("ascii")
                 if not isinstance(code, str):
                     raise ValueError(f"format code {code!r} is not a character")
-                try:
-                    bits = operator.index(bits)
-                except TypeError:
-                    raise ValueError(f"format bit count {bits!r} is not an integer") from None
+                bits = as_index(bits, "a format bit count")
                 entries.append((code, bits))
             format = entries
             bitfmt = BitFormat(format)

@@ -33,7 +33,7 @@ import weakref
 from typing import Any, Optional
 
 import spead2 as _spead2
-from spead2._args import as_index
+from spead2._args import as_nonzero_unsigned
 from spead2._flavour import Flavour
 
 from ._send import BytesStream, Heap, PacketGenerator, StreamConfig, _UdpStreamBase
@@ -77,9 +77,8 @@ class HeapGenerator:
     def __init__(self, item_group: Any, descriptor_frequency: Optional[int] = None,
                  flavour: Flavour = Flavour()) -> None:
         if descriptor_frequency is not None:
-            descriptor_frequency = as_index(descriptor_frequency, "descriptor_frequency")
-            if descriptor_frequency < 1:
-                raise ValueError("descriptor_frequency must be at least 1")
+            descriptor_frequency = as_nonzero_unsigned(descriptor_frequency,
+                                                       "descriptor_frequency")
         # An ItemGroup that is its own generator is not stored, to avoid a cycle.
         self._item_group = item_group if item_group is not self else None
         self._descriptor_frequency = descriptor_frequency

@@ -15,6 +15,7 @@ from libc.string cimport memcpy
 from spead2._core cimport ThreadPool
 from spead2._tpool cimport tpool_t
 
+from spead2._args import as_index, as_nonzero_unsigned, as_unsigned
 from spead2._flavour import Flavour
 
 
@@ -41,6 +42,11 @@ cdef _io_error(int err):
     if err == ESHUTDOWN:
         return IOError(err, "the stream's thread pool has been stopped")
     return IOError(err, os.strerror(err))
+
+
+# Sizes are size_t in the C core, which adds them to one another: they are
+# kept below 2**63 so that no sum of two of them wraps.
+_SIZE_BITS = 63
 
 
 cdef class StreamConfig:
@@ -71,7 +77,7 @@ cdef class StreamConfig:
 
     @max_packet_size.setter
     def max_packet_size(self, value: int) -> None:
-        value = _as_int(value, "max_packet_size")
+        value = as_unsigned(value, "max_packet_size", _SIZE_BITS)
         if value < SEND_MIN_PACKET_SIZE:
             raise ValueError(
                 f"max_packet_size must be at least {SEND_MIN_PACKET_SIZE} bytes, not {value}")
@@ -102,10 +108,7 @@ cdef class StreamConfig:
 
     @burst_size.setter
     def burst_size(self, value: int) -> None:
-        value = _as_int(value, "burst_size")
-        if value < 0:
-            raise ValueError(f"burst_size must be non-negative, not {value}")
-        self._burst_size = value
+        self._burst_size = as_unsigned(value, "burst_size", _SIZE_BITS)
 
     @property
     def max_heaps(self) -> int:
@@ -114,10 +117,7 @@ cdef class StreamConfig:
 
     @max_heaps.setter
     def max_heaps(self, value: int) -> None:
-        value = _as_int(value, "max_heaps")
-        if value < 1:
-            raise ValueError(f"max_heaps must be at least 1, not {value}")
-        self._max_heaps = value
+        self._max_heaps = as_nonzero_unsigned(value, "max_heaps", _SIZE_BITS)
 
     def __repr__(self) -> str:
         return (f"StreamConfig(max_packet_size={self._max_packet_size}, rate={self._rate!r}, "
@@ -130,15 +130,6 @@ cdef class StreamConfig:
             other.max_packet_size, other.rate, other.burst_size, other.max_heaps)
 
     __hash__ = None
-
-
-cdef object _as_int(value, str name):
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
-    value = value.__index__()
-    if value > 2**62:
-        raise ValueError(f"{name} is too large")
-    return value
 
 
 cdef class Heap:
@@ -196,10 +187,8 @@ cdef class Heap:
         return self._flavour
 
     cdef uint64_t _check_id(self, id) except? 0:
-        if isinstance(id, bool) or not hasattr(id, "__index__"):
-            raise TypeError(f"item ID must be an integer, not {type(id).__name__}")
-        id = id.__index__()
-        if id < 0 or id >= self._id_limit:
+        id = as_unsigned(id, "item ID")
+        if id >= self._id_limit:
             raise ValueError(
                 f"item ID {id:#x} does not fit in {63 - self._hab} bits (flavour "
                 f"SPEAD-64-{self._hab})")
@@ -384,14 +373,12 @@ cdef class Heap:
 
 
 cdef int64_t _check_cnt(cnt, bint allow_auto) except? -2:
-    if isinstance(cnt, bool) or not hasattr(cnt, "__index__"):
-        raise TypeError("cnt must be an integer")
-    cnt = cnt.__index__()
-    if cnt == -1 and allow_auto:
+    """A heap counter (int64_t in the C core), or -1 for the stream's next
+    one where ``allow_auto``."""
+    cnt = as_index(cnt, "cnt")
+    if allow_auto and cnt == -1:
         return -1
-    if cnt < 0 or cnt >= 2**63:
-        raise ValueError(f"heap counter {cnt} is out of range")
-    return cnt
+    return as_unsigned(cnt, "cnt", 63)
 
 
 cdef class PacketGenerator:
@@ -406,10 +393,7 @@ cdef class PacketGenerator:
     def __cinit__(self, Heap heap not None, cnt, max_packet_size):
         cdef send_layout layout
         cdef int64_t c = _check_cnt(cnt, False)
-        mps_value = _as_int(max_packet_size, "max_packet_size")
-        if mps_value < 0:
-            raise ValueError("max_packet_size must be non-negative")
-        cdef size_t mps = mps_value
+        cdef size_t mps = as_unsigned(max_packet_size, "max_packet_size", _SIZE_BITS)
         self._req = NULL
         self._scratch = NULL
         self._heap = heap

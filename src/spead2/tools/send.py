@@ -23,6 +23,7 @@ import numpy as np
 
 import spead2
 import spead2.send
+from spead2._args import as_nonzero_unsigned, as_unsigned
 
 from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
                       bug_compat_arg, check_multicast_options, describe_error, endpoint_arg,
@@ -118,6 +119,8 @@ class HeapSource:
     def __init__(self, flavour: spead2.Flavour, heap_size: int, items: int,
                  dtype: np.dtype) -> None:
         self.flavour = flavour
+        heap_size = as_unsigned(heap_size, "heap_size")
+        items = as_nonzero_unsigned(items, "items")
         elements = heap_size // (items * dtype.itemsize)
         if elements < 1:
             raise ToolError(f"--heap-size {heap_size} is too small for {items} array(s) of "
