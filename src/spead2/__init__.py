@@ -4,9 +4,8 @@ A compiled implementation of the spead2 Python API: programs written for the
 documented ``spead2`` interface run unchanged.
 """
 
-import logging as _logging
-
 from ._errors import PortRangeError, RangeError, SocketError
+from ._logging import install as _install_rate_limit
 from ._core import Buffer, InprocQueue, MemoryAllocator, MemoryPool, MmapAllocator, ThreadPool
 from ._core import (  # noqa: F401  (the constants are defined in csrc/wire.h)
     NULL_ID, HEAP_CNT_ID, HEAP_LENGTH_ID, PAYLOAD_OFFSET_ID, PAYLOAD_LENGTH_ID, DESCRIPTOR_ID,
@@ -21,7 +20,8 @@ from ._items import Descriptor, Item, ItemGroup
 
 __version__ = "0.1.0"
 
-_logging.getLogger("spead2").addHandler(_logging.NullHandler())
+# a NullHandler, and at most 32 records per second per source (see spead2._logging)
+_install_rate_limit()
 
 
 class Stopped(Exception):

@@ -11,8 +11,7 @@ import numpy as np
 from ._args import as_index, as_unsigned
 from ._codec import BitFormat, RawDescriptor, encode_raw_descriptor
 from ._flavour import Flavour
-
-_logger = logging.getLogger("spead2")
+from ._logging import log
 
 _STREAM_CTRL_ID = 0x06
 _BUG_COMPAT_SWAP_ENDIAN = 4
@@ -547,8 +546,8 @@ class ItemGroup:
         version = item.version
         for old in (old_by_id, old_by_name):
             if old is not None:
-                _logger.debug("replacing item %s (ID %#x) with %s (ID %#x)",
-                              old.name, old.id, item.name, item.id)
+                log(logging.DEBUG, "replacing item %s (ID %#x) with %s (ID %#x)",
+                    old.name, old.id, item.name, item.id, source=id(self))
                 version = max(version, old.version + 1)
                 del self._by_id[old.id]
                 del self._by_name[old.name]
@@ -625,7 +624,8 @@ class ItemGroup:
                 item = by_id.get(item_id)
                 if item is None or item_id <= _STREAM_CTRL_ID:
                     if item is None and item_id > _STREAM_CTRL_ID:
-                        _logger.debug("ignoring value for unknown item ID %#x", item_id)
+                        log(logging.DEBUG, "ignoring value for unknown item ID %#x", item_id,
+                            source=id(self))
                     continue
                 item._value = item._decode(raw)
                 item.version += 1
