@@ -277,7 +277,12 @@ class TestAddUdpReader:
 
     def test_tcp_socket_is_refused(self, tp):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            raises(ValueError, "SOCK_DGRAM", spead2.recv.Stream(tp).add_udp_reader, 0, socket=sock)
+            raises(TypeError, "SOCK_DGRAM", spead2.recv.Stream(tp).add_udp_reader, 0, socket=sock)
+
+    def test_unix_socket_is_refused(self, tp):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            raises(TypeError, "IPv4 or IPv6", spead2.recv.Stream(tp).add_udp_reader, 0,
+                   socket=sock)
 
     def test_bound_socket_is_a_socket_error(self, tp):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -290,8 +295,12 @@ class TestAddUdpReader:
                spead2.recv.Stream(tp).add_udp_reader, "239.1.1.1", 0, 9200, 0, 5.5)
 
     def test_multicast_form_with_unicast_address(self, tp):
-        raises(RuntimeError, "not a multicast address", spead2.recv.Stream(tp).add_udp_reader,
+        raises(ValueError, "not a multicast address", spead2.recv.Stream(tp).add_udp_reader,
                "127.0.0.1", 0)
+
+    def test_unresolvable_host(self, tp):
+        raises(spead2.SocketError, "Host not found", spead2.recv.Stream(tp).add_udp_reader, 0,
+               bind_hostname="no-such-host.invalid")
 
 
 def any_heap():
@@ -328,14 +337,16 @@ class TestSend:
         assert stream.getvalue() == b""
 
     def test_udp_stream_arguments(self, tp):
-        raises(TypeError, "hostname must be a string", spead2.send.UdpStream, tp, 5, 8888)
+        raises(TypeError, "hostname must be a str", spead2.send.UdpStream, tp, 5, 8888)
         raises(TypeError, "port must be an integer", spead2.send.UdpStream, tp, "127.0.0.1",
                "8888")
         raises(TypeError, "config must be", spead2.send.UdpStream, tp, "127.0.0.1", 8888, 5)
         raises(TypeError, "buffer_size must be an integer", spead2.send.UdpStream, tp,
                "127.0.0.1", 8888, buffer_size="x")
-        raises(ValueError, "buffer_size must be non-negative", spead2.send.UdpStream, tp,
+        raises(spead2.RangeError, "buffer_size must be non-negative", spead2.send.UdpStream, tp,
                "127.0.0.1", 8888, buffer_size=-1)
+        raises(spead2.SocketError, "Host not found", spead2.send.UdpStream, tp,
+               "no-such-host.invalid", 8888)
 
     def test_udp_stream_sockets(self, tp):
         raises(TypeError, "socket must be a socket.socket", spead2.send.UdpStream, tp,
@@ -348,7 +359,7 @@ class TestSend:
             spead2.send.UdpStream(tp, "127.0.0.1", 8888, socket=sock)
         assert isinstance(info.value, OSError) and info.value.errno == 9
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            raises(ValueError, "SOCK_DGRAM", spead2.send.UdpStream, tp, "127.0.0.1", 8888,
+            raises(TypeError, "SOCK_DGRAM", spead2.send.UdpStream, tp, "127.0.0.1", 8888,
                    socket=tcp)
 
     def test_heap_generator(self):
@@ -362,3 +373,157 @@ class TestSend:
     def test_packet_generator(self):
         raises(TypeError, "Heap", spead2.send.PacketGenerator, 5, 1, 1472)
         raises(ValueError, "at least 56", spead2.send.PacketGenerator, any_heap(), 1, 10)
+
+
+# ---------------------------------------------------------------------------
+# One rule per mistake, whichever class or tool gets it (see spead2._args)
+
+def _replay_socket(port=9, buffer_size=None, ttl=None, host="127.0.0.1"):
+    import argparse
+    from spead2.tools._common import Endpoint
+    from spead2.tools.send import open_replay_socket
+    args = argparse.Namespace(buffer_size=buffer_size, ttl=ttl, interface=None)
+    sock, _ = open_replay_socket(Endpoint(host, port), args)
+    sock.close()
+
+
+def _heap_source(heap_size=1024, items=1):
+    from spead2.tools.send import HeapSource
+    HeapSource(spead2.Flavour(), heap_size, items, np.dtype(np.uint8))
+
+
+def _send_cnt(tp, cnt):
+    spead2.send.BytesStream(tp).send_heap(any_heap(), cnt)
+
+
+MISTAKES = {
+    "negative size or count": (spead2.RangeError, [
+        ("recv add_udp_reader buffer_size", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            0, buffer_size=-1)),
+        ("recv add_udp_reader max_size", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            0, max_size=-1)),
+        ("recv multicast buffer_size", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            "239.255.0.1", 0, 9200, -1)),
+        ("send UdpStream buffer_size", lambda tp: spead2.send.UdpStream(
+            tp, "127.0.0.1", 9, buffer_size=-1)),
+        ("send StreamConfig max_packet_size", lambda tp: spead2.send.StreamConfig(
+            max_packet_size=-1)),
+        ("send StreamConfig burst_size", lambda tp: spead2.send.StreamConfig(burst_size=-1)),
+        ("send StreamConfig max_heaps", lambda tp: spead2.send.StreamConfig(max_heaps=-1)),
+        ("send cnt", lambda tp: _send_cnt(tp, -5)),
+        ("send HeapGenerator descriptor_frequency", lambda tp: spead2.send.HeapGenerator(
+            spead2.ItemGroup(), -1)),
+        ("MemoryPool lower", lambda tp: spead2.MemoryPool(-1, 10, 1, 1)),
+        ("MemoryPool low_water", lambda tp: spead2.MemoryPool(tp, 0, 10, 1, 1, -1)),
+        ("ThreadPool threads", lambda tp: spead2.ThreadPool(-1)),
+        ("ThreadPool affinity", lambda tp: spead2.ThreadPool(1, [-1])),
+        ("Descriptor id", lambda tp: spead2.Descriptor(-1, "x", "", (), dtype="u1")),
+        ("tools replay buffer_size", lambda tp: _replay_socket(buffer_size=-1)),
+        ("tools HeapSource heap_size", lambda tp: _heap_source(heap_size=-1)),
+        ("recv Stream max_heaps", lambda tp: spead2.recv.Stream(tp, max_heaps=-1),
+         pytest.mark.xfail(reason="recv/_recv.pyx _check_size moves to spead2._args with "
+                                  "the receive-core work")),
+    ]),
+    "size too large for its C type": (spead2.RangeError, [
+        ("recv add_udp_reader buffer_size", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            0, buffer_size=2**64)),
+        ("send UdpStream buffer_size", lambda tp: spead2.send.UdpStream(
+            tp, "127.0.0.1", 9, buffer_size=2**64)),
+        ("send StreamConfig max_heaps", lambda tp: spead2.send.StreamConfig(max_heaps=2**64)),
+        ("send cnt", lambda tp: _send_cnt(tp, 2**70)),
+        ("send ttl", lambda tp: spead2.send.UdpStream(
+            tp, "239.255.0.1", 9, spead2.send.StreamConfig(), 0, 256)),
+        ("MemoryPool upper", lambda tp: spead2.MemoryPool(0, 2**64, 1, 1)),
+        ("ThreadPool threads", lambda tp: spead2.ThreadPool(2**40)),
+        ("MmapAllocator flags", lambda tp: spead2.MmapAllocator(2**40)),
+        ("tools replay ttl", lambda tp: _replay_socket(ttl=256, host="239.255.0.1")),
+    ]),
+    "port out of range": (spead2.PortRangeError, [
+        ("recv unicast", lambda tp: spead2.recv.Stream(tp).add_udp_reader(70000)),
+        ("recv multicast", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            "239.255.0.1", -1)),
+        ("send UdpStream", lambda tp: spead2.send.UdpStream(tp, "127.0.0.1", 70000)),
+        ("tools replay", lambda tp: _replay_socket(port=70000)),
+    ]),
+    "not an integer": (TypeError, [
+        ("recv add_udp_reader buffer_size", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            0, buffer_size=1.5)),
+        ("recv add_udp_reader port", lambda tp: spead2.recv.Stream(tp).add_udp_reader(8888.0)),
+        ("send UdpStream buffer_size", lambda tp: spead2.send.UdpStream(
+            tp, "127.0.0.1", 9, buffer_size=1.5)),
+        ("send UdpStream port", lambda tp: spead2.send.UdpStream(tp, "127.0.0.1", "9")),
+        ("send StreamConfig max_heaps", lambda tp: spead2.send.StreamConfig(max_heaps=2.0)),
+        ("send cnt", lambda tp: _send_cnt(tp, True)),
+        ("MemoryPool lower", lambda tp: spead2.MemoryPool("1", 10, 1, 1)),
+        ("ThreadPool threads", lambda tp: spead2.ThreadPool(True)),
+        ("Flavour heap_address_bits", lambda tp: spead2.Flavour(4, 64, 40.0)),
+        ("tools HeapSource items", lambda tp: _heap_source(items=1.5)),
+    ]),
+    "zero where zero is not allowed": (ValueError, [
+        ("recv Stream max_heaps", lambda tp: spead2.recv.Stream(tp, max_heaps=0)),
+        ("send StreamConfig max_heaps", lambda tp: spead2.send.StreamConfig(max_heaps=0)),
+        ("send HeapGenerator descriptor_frequency", lambda tp: spead2.send.HeapGenerator(
+            spead2.ItemGroup(), 0)),
+        ("ThreadPool threads", lambda tp: spead2.ThreadPool(0)),
+        ("tools HeapSource items", lambda tp: _heap_source(items=0)),
+    ]),
+    "value outside the domain": (ValueError, [
+        ("recv Stream bug_compat", lambda tp: spead2.recv.Stream(tp, bug_compat=8)),
+        ("recv add_udp_reader max_size", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            0, max_size=4)),
+        ("recv multicast group", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            "127.0.0.1", 0)),
+        ("send StreamConfig max_packet_size", lambda tp: spead2.send.StreamConfig(
+            max_packet_size=10)),
+        ("send multicast group", lambda tp: spead2.send.UdpStream(
+            tp, "127.0.0.1", 9, spead2.send.StreamConfig(), 0, 1)),
+        ("Flavour bug_compat", lambda tp: spead2.Flavour(4, 64, 40, -1)),
+        ("MmapAllocator flags", lambda tp: spead2.MmapAllocator(-1)),
+        ("MemoryPool lower above upper", lambda tp: spead2.MemoryPool(10, 1, 1, 1)),
+    ]),
+    "host not found": (spead2.SocketError, [
+        ("recv bind_hostname", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            0, bind_hostname="no-such-host.invalid")),
+        ("recv multicast group", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
+            "no-such-host.invalid", 0)),
+        ("send UdpStream", lambda tp: spead2.send.UdpStream(tp, "no-such-host.invalid", 9)),
+        ("send multicast interface", lambda tp: spead2.send.UdpStream(
+            tp, "239.255.0.1", 9, spead2.send.StreamConfig(), 0, 1, "no-such-host.invalid")),
+        ("tools replay", lambda tp: _replay_socket(host="no-such-host.invalid")),
+    ]),
+}
+
+
+@pytest.mark.parametrize("mistake, exc, call", [
+    pytest.param(mistake, exc, call, marks=marks, id=f"{mistake}: {where}")
+    for mistake, (exc, cases) in MISTAKES.items()
+    for where, call, *marks in cases
+])
+def test_one_exception_per_mistake(tp, mistake, exc, call):
+    with pytest.raises(Exception) as info:
+        call(tp)
+    assert type(info.value) is exc, f"{mistake}: {type(info.value).__name__}: {info.value}"
+    if exc is spead2.SocketError:
+        assert "Host not found" in str(info.value)
+
+
+def test_range_errors_are_what_both_apis_catch():
+    # 2016 programs catch OverflowError; spead2 4.x programs catch TypeError.
+    for exc in (spead2.RangeError, spead2.PortRangeError):
+        assert issubclass(exc, OverflowError) and issubclass(exc, TypeError)
+    assert issubclass(spead2.PortRangeError, spead2.RangeError)
+    assert not issubclass(spead2.RangeError, ValueError)
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda tp: spead2.recv.Stream(tp).add_udp_reader(0, buffer_size=-1), "buffer_size"),
+    (lambda tp: spead2.send.UdpStream(tp, "127.0.0.1", 9, buffer_size=-1), "buffer_size"),
+    (lambda tp: spead2.MemoryPool(0, 10, -1, 1), "max_free"),
+    (lambda tp: spead2.send.StreamConfig(burst_size=2.5), "burst_size"),
+    (lambda tp: spead2.ThreadPool(0), "threads"),
+    (lambda tp: spead2.recv.Stream(tp).add_udp_reader(70000), "port"),
+])
+def test_messages_name_the_argument(tp, call, name):
+    with pytest.raises((TypeError, ValueError)) as info:
+        call(tp)
+    assert name in str(info.value)

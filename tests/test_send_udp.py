@@ -186,7 +186,7 @@ class TestUnicastErrors:
             spead2.send.UdpStream(thread_pool, "127.0.0.1", 8888, colour="red")
         with pytest.raises(TypeError):
             spead2.send.UdpStream(None, "127.0.0.1", 8888)
-        with pytest.raises(ValueError):
+        with pytest.raises(spead2.RangeError):
             spead2.send.UdpStream(thread_pool, "127.0.0.1", 8888, buffer_size=-1)
 
     def test_max_heaps_exceeded_by_concurrent_senders(self, thread_pool, receiver):
@@ -293,7 +293,7 @@ class TestMulticast:
         assert stream.config.max_heaps == 4
 
     def test_bad_ttl(self, thread_pool):
-        with pytest.raises(ValueError):
+        with pytest.raises(spead2.RangeError):
             spead2.send.UdpStream(thread_pool, MCAST_GROUP, 8888, spead2.send.StreamConfig(),
                                   65536, 300, "127.0.0.1")
 

@@ -25,7 +25,13 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 from ._errors import PortRangeError, RangeError
 
 __all__ = ["as_index", "as_unsigned", "as_nonzero_unsigned", "as_port", "as_flags",
-           "bind_arguments"]
+           "as_str", "is_integer", "bind_arguments"]
+
+
+def is_integer(value: Any) -> bool:
+    """Whether :func:`as_index` accepts ``value`` (for telling the forms of a
+    constructor apart where the documented API does so by type)."""
+    return not isinstance(value, bool) and hasattr(type(value), "__index__")
 
 
 def as_index(value: Any, name: str) -> int:
@@ -74,6 +80,15 @@ def as_flags(value: Any, name: str, valid: Optional[int] = None, bits: int = 32)
         raise ValueError(f"unknown {name} flags {value:#x}")
     if value >> bits:
         raise RangeError(f"{name} {value:#x} does not fit in {bits} bits")
+    return value
+
+
+def as_str(value: Any, name: str) -> str:
+    """A str (``bytes`` are decoded as ASCII); anything else is a TypeError."""
+    if isinstance(value, bytes):
+        return value.decode("ascii")
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     return value
 
 

@@ -24,16 +24,14 @@ segmentation-offload send where the kernel supports it; receivers see the
 same datagrams either way.
 """
 
-import ipaddress
-import logging
-import os
 import socket as _socket
-import sys
 import weakref
 from typing import Any, Optional
 
 import spead2 as _spead2
-from spead2._args import as_nonzero_unsigned
+from spead2 import _net
+from spead2._args import (as_nonzero_unsigned, as_port, as_str, as_unsigned, bind_arguments,
+                          is_integer)
 from spead2._flavour import Flavour
 
 from ._send import BytesStream, Heap, PacketGenerator, StreamConfig, _UdpStreamBase
@@ -43,12 +41,7 @@ __all__ = [
     "BytesStream", "UdpStream",
 ]
 
-_logger = logging.getLogger("spead2")
-
 _DESCRIPTOR_CHOICES = ("stale", "all", "none")
-
-
-from spead2._errors import SocketError as _SocketError
 
 
 class _SentState:
@@ -151,87 +144,32 @@ if _BaseItemGroup is not None:
             HeapGenerator.__init__(self, self, descriptor_frequency, flavour)
 
 
-def _check_port(port: Any) -> int:
-    if isinstance(port, bool) or not hasattr(port, "__index__"):
-        raise TypeError(f"port must be an integer, not {type(port).__name__}")
-    port = port.__index__()
-    if not 0 <= port <= 65535:
-        raise OverflowError(f"port {port} is out of range (0-65535)")
-    return port
+_UDP_UNICAST = ("hostname", "port", "config", "buffer_size", "socket")
+_UDP_MULTICAST_IPV4 = ("hostname", "port", "config", "buffer_size", "ttl", "interface_address")
+_UDP_MULTICAST_IPV6 = ("hostname", "port", "config", "buffer_size", "ttl", "interface_index")
+_UDP_ALIASES = {"multicast_group": "hostname"}
 
 
-def _resolve(host: str, port: int, family: int) -> tuple:
-    """(family, sockaddr) of the first UDP address for ``host``."""
-    try:
-        infos = _socket.getaddrinfo(host, port, family, _socket.SOCK_DGRAM)
-    except (OSError, UnicodeError) as exc:
-        errno = getattr(exc, "errno", None)
-        raise _SocketError(errno, f"cannot resolve {host!r}: {exc}") from exc
-    if not infos:
-        raise _SocketError(None, f"cannot resolve {host!r}")
-    return infos[0][0], infos[0][4]
+def _udp_arguments(args: tuple, kwargs: dict) -> dict:
+    """The arguments of a :class:`UdpStream` form, by name.
 
-
-def _set_buffer_size(sock: _socket.socket, buffer_size: int) -> None:
-    if buffer_size == 0:
-        return
-    try:
-        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, buffer_size)
-        actual = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF)
-    except OSError as exc:
-        _logger.warning("could not set socket send buffer to %d bytes: %s", buffer_size, exc)
-        return
-    if sys.platform.startswith("linux"):
-        actual //= 2  # Linux reports twice the usable size
-    if actual < buffer_size:
-        _logger.warning(
-            "requested socket send buffer of %d bytes but only got %d: "
-            "increase net.core.wmem_max", buffer_size, actual)
-
-
-_UDP_POSITIONAL = ("hostname", "port", "config", "buffer_size", "_arg5", "_arg6")
-_UDP_KEYWORDS = {
-    "hostname": "hostname", "multicast_group": "hostname", "port": "port",
-    "config": "config", "buffer_size": "buffer_size", "socket": "socket", "ttl": "ttl",
-    "interface_address": "interface_address", "interface_index": "interface_index",
-}
-
-
-def _parse_udp_args(args: tuple, kwargs: dict) -> dict:
-    """Sort the arguments of the unicast and multicast UdpStream forms."""
-    if len(args) > len(_UDP_POSITIONAL):
-        raise TypeError(f"UdpStream takes at most {len(_UDP_POSITIONAL) + 1} positional "
-                        f"arguments ({len(args) + 1} given)")
-    values: "dict[str, Any]" = {}
-    for name, value in zip(_UDP_POSITIONAL, args):
-        if name == "_arg5":
-            if isinstance(value, int) and not isinstance(value, bool):
-                name = "ttl"
-            else:
-                name = "socket"
-        elif name == "_arg6":
-            if "ttl" not in values:
-                raise TypeError("UdpStream: interface given without ttl")
-            name = "interface_address" if isinstance(value, str) else "interface_index"
-        values[name] = value
-    for key, value in kwargs.items():
-        name = _UDP_KEYWORDS.get(key)
-        if name is None:
-            raise TypeError(f"UdpStream got an unexpected keyword argument {key!r}")
-        if name in values:
-            raise TypeError(f"UdpStream got multiple values for argument {key!r}")
-        values[name] = value
-    for required in ("hostname", "port"):
-        if required not in values:
-            raise TypeError(f"UdpStream missing required argument {required!r}")
-    if "socket" in values and any(k in values for k in ("ttl", "interface_address",
-                                                        "interface_index")):
-        raise TypeError("UdpStream: socket cannot be combined with multicast options")
-    if "interface_address" in values and "interface_index" in values:
+    A multicast form is chosen by a ``ttl``, ``interface_address`` or
+    ``interface_index`` keyword, or an integer fifth argument (the unicast
+    form has a socket there); within it, the ``interface_index`` keyword or
+    an integer sixth argument chooses the IPv6 form.
+    """
+    if "interface_address" in kwargs and "interface_index" in kwargs:
         raise TypeError("UdpStream: give interface_address or interface_index, not both")
-    if ("interface_address" in values or "interface_index" in values) and "ttl" not in values:
-        raise TypeError("UdpStream: a multicast interface requires ttl")
-    return values
+    multicast = (any(key in kwargs for key in ("ttl", "interface_address", "interface_index"))
+                 or (len(args) > 4 and is_integer(args[4])))
+    if not multicast:
+        names = _UDP_UNICAST
+    elif "interface_index" in kwargs or (len(args) > 5 and is_integer(args[5])):
+        names = _UDP_MULTICAST_IPV6
+    else:
+        names = _UDP_MULTICAST_IPV4
+    required = ("hostname", "port", "ttl") if multicast else ("hostname", "port")
+    return bind_arguments("UdpStream", names, args, kwargs, required, _UDP_ALIASES)
 
 
 class UdpStream(_UdpStreamBase):
@@ -254,79 +192,40 @@ class UdpStream(_UdpStreamBase):
     DEFAULT_BUFFER_SIZE = 524288
 
     def __init__(self, thread_pool: "_spead2.ThreadPool", *args: Any, **kwargs: Any) -> None:
-        values = _parse_udp_args(args, kwargs)
-        host = values["hostname"]
-        if isinstance(host, bytes):
-            host = host.decode()
-        if not isinstance(host, str):
-            raise TypeError("hostname must be a string")
-        port = _check_port(values["port"])
+        values = _udp_arguments(args, kwargs)
+        host = as_str(values["hostname"], "hostname")
+        port = as_port(values["port"])
         config = values.get("config")
         if config is None:
             config = StreamConfig()
-        buffer_size = values.get("buffer_size", self.DEFAULT_BUFFER_SIZE)
-        if isinstance(buffer_size, bool) or not hasattr(buffer_size, "__index__"):
-            raise TypeError("buffer_size must be an integer")
-        buffer_size = buffer_size.__index__()
-        if buffer_size < 0:
-            raise ValueError("buffer_size must be non-negative")
-        given_socket = values.get("socket")
-        if given_socket is not None:
-            if not isinstance(given_socket, _socket.socket):
-                raise TypeError(f"socket must be a socket.socket, not "
-                                f"{type(given_socket).__name__}")
-            if given_socket.fileno() < 0:
-                raise _SocketError(9, "cannot use the given socket: it is closed")
-            if given_socket.type != _socket.SOCK_DGRAM:
-                raise ValueError(f"socket must be a UDP (SOCK_DGRAM) socket, not "
-                                 f"{given_socket.type!r}")
+        buffer_size = as_unsigned(values.get("buffer_size", self.DEFAULT_BUFFER_SIZE),
+                                  "buffer_size")
         multicast = "ttl" in values
-        ttl = values.get("ttl")
-
         family = _socket.AF_UNSPEC
         if "interface_address" in values:
+            values["interface_address"] = as_str(values["interface_address"],
+                                                 "interface_address")
             family = _socket.AF_INET
         elif "interface_index" in values:
             family = _socket.AF_INET6
-        if given_socket is not None:
-            family = given_socket.family
-        family, sockaddr = _resolve(host, port, family)
-        if multicast:
-            if not ipaddress.ip_address(sockaddr[0].split("%")[0]).is_multicast:
-                raise ValueError(f"{host} is not a multicast address")
-            ttl = int(ttl)
-            if not 0 <= ttl <= 255:
-                raise ValueError(f"ttl {ttl} is out of range (0-255)")
-
-        if given_socket is not None:
-            sock = _socket.socket(fileno=os.dup(given_socket.fileno()))
-        else:
-            try:
-                sock = _socket.socket(family, _socket.SOCK_DGRAM)
-            except OSError as exc:
-                raise _SocketError(exc.errno, f"cannot create socket: {exc.strerror}") from exc
+        given = values.get("socket")
+        sock = _net.adopt_socket(given) if given is not None else None
         try:
+            if sock is not None:
+                family = sock.family
+            family, sockaddr = _net.resolve(host, port, family)
+            if multicast and not _net.is_multicast(sockaddr[0]):
+                raise ValueError(f"hostname {host!r} is not a multicast address")
+            if sock is None:
+                sock = _net.create_socket(family)
             sock.setblocking(True)
-            _set_buffer_size(sock, buffer_size)
-            try:
-                if multicast and family == _socket.AF_INET:
-                    sock.setsockopt(_socket.IPPROTO_IP, _socket.IP_MULTICAST_TTL, ttl)
-                    if "interface_address" in values:
-                        _, ifaddr = _resolve(values["interface_address"], 0, _socket.AF_INET)
-                        sock.setsockopt(_socket.IPPROTO_IP, _socket.IP_MULTICAST_IF,
-                                        _socket.inet_aton(ifaddr[0]))
-                elif multicast:
-                    sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_MULTICAST_HOPS, ttl)
-                    if "interface_index" in values:
-                        sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_MULTICAST_IF,
-                                        int(values["interface_index"]))
-            except OSError as exc:
-                if isinstance(exc, _SocketError):
-                    raise
-                raise _SocketError(exc.errno, f"cannot configure multicast: {exc.strerror}") \
-                    from exc
+            _net.set_buffer_size(sock, buffer_size, _net.SEND)
+            if multicast:
+                _net.set_multicast_send(sock, values["ttl"], values.get("interface_address"),
+                                        values.get("interface_index"))
         except BaseException:
-            sock.close()
+            if sock is not None:
+                sock.close()
             raise
         flowinfo = sockaddr[2] if family == _socket.AF_INET6 else 0
         scope_id = sockaddr[3] if family == _socket.AF_INET6 else 0

@@ -6,7 +6,6 @@ formatting of byte counts and rates.
 """
 
 import argparse
-import ipaddress
 import json
 import logging
 import mmap
@@ -20,6 +19,7 @@ import textwrap
 from typing import IO, Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Union
 
 import spead2
+from spead2 import _net
 
 _logger = logging.getLogger("spead2")
 
@@ -161,10 +161,7 @@ class Endpoint(NamedTuple):
 
     @property
     def is_multicast(self) -> bool:
-        try:
-            return ipaddress.ip_address(self.host).is_multicast
-        except ValueError:
-            return False
+        return _net.is_multicast(self.host)
 
     @property
     def is_ipv6(self) -> bool:

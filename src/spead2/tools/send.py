@@ -23,6 +23,7 @@ import numpy as np
 
 import spead2
 import spead2.send
+from spead2 import _net
 from spead2._args import as_nonzero_unsigned, as_unsigned
 
 from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
@@ -357,16 +358,19 @@ def split_packets(data: Union[bytes, mmap.mmap]) -> Iterator[Tuple[int, int, int
 
 
 def open_replay_socket(destination: Endpoint, args: Any) -> Tuple[socket.socket, Any]:
-    """A UDP socket and the address to send replayed packets to."""
+    """A UDP socket and the address to send replayed packets to, set up as
+    :class:`spead2.send.UdpStream` sets up its own."""
     host = destination.host or "127.0.0.1"
+    family, address = _net.resolve(host, destination.port)
+    sock = _net.create_socket(family)
     try:
-        infos = socket.getaddrinfo(host, destination.port, 0, socket.SOCK_DGRAM)
-    except socket.gaierror as exc:
-        raise ToolError(f"cannot resolve {host!r}: {exc.strerror}") from None
-    family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        _configure_replay_socket(sock, family, destination, args)
+        _net.set_buffer_size(sock, args.buffer_size or 0, _net.SEND)
+        if destination.is_multicast:
+            interface = multicast_interface(destination, args.interface)
+            _net.set_multicast_send(
+                sock, 1 if args.ttl is None else args.ttl,
+                interface_address=interface if isinstance(interface, str) and interface else None,
+                interface_index=interface if isinstance(interface, int) and interface else None)
     except OSError as exc:
         sock.close()
         raise ToolError(f"cannot send to {destination}: {describe_error(exc)}") from None
@@ -374,26 +378,6 @@ def open_replay_socket(destination: Endpoint, args: Any) -> Tuple[socket.socket,
         sock.close()
         raise
     return sock, address
-
-
-def _configure_replay_socket(sock: socket.socket, family: int, destination: Endpoint,
-                             args: Any) -> None:
-    """Send buffer size and multicast options, as UdpStream sets them."""
-    if args.buffer_size:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, args.buffer_size)
-    if destination.is_multicast:
-        ttl = 1 if args.ttl is None else args.ttl
-        interface = multicast_interface(destination, args.interface)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, ttl)
-            if interface:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, interface)
-        else:
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
-            if interface:
-                iface = socket.getaddrinfo(interface, 0, socket.AF_INET)[0][4][0]
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
-                                socket.inet_aton(iface))
 
 
 def replay(path: str, destination: Endpoint, args: Any, progress: Progress) -> int:
