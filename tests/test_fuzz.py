@@ -1,8 +1,8 @@
 """Fuzzing the receive path: a bounded run of about 10^4 inputs.
 
 The harness, its invariants and why the tail heaps cannot collide with the
-fuzz input are described in :mod:`fuzzing`; ``python tools/fuzz.py`` runs
-the same harness for as many inputs as you like.
+fuzz input are described in :mod:`fuzzing`; ``python tests/fuzz_long.py``
+runs the same harness for as many inputs as you like.
 """
 
 import json
@@ -235,8 +235,8 @@ def test_long_run_entry_point_reports_figures(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     proc = subprocess.run(
-        [sys.executable, os.path.join(root, "tools", "fuzz.py"), "--inputs", "400", "--chunk", "250",
-         "--seed", "5", "--json", "--save-dir", str(tmp_path)],
+        [sys.executable, os.path.join(root, "tests", "fuzz_long.py"), "--inputs", "400",
+         "--chunk", "250", "--seed", "5", "--json", "--save-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
