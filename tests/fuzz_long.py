@@ -162,6 +162,10 @@ def run_chunk(args, start, count, corpus_path):
               "stderr": err.decode(errors="replace")[-3000:]}
     partial = {"inputs": max(0, index - start), "heaps": 0, "stops": 0, "stats": {},
                "update_errors": {}, "failures": []}
+    if index < start:
+        # the child died in its set-up: running the chunk again would too
+        record["what"] += " before its first input"
+        return partial, start + count, record
     return partial, index + 1, record
 
 
