@@ -420,9 +420,9 @@ MISTAKES = {
         ("Descriptor id", lambda tp: spead2.Descriptor(-1, "x", "", (), dtype="u1")),
         ("tools replay buffer_size", lambda tp: _replay_socket(buffer_size=-1)),
         ("tools HeapSource heap_size", lambda tp: _heap_source(heap_size=-1)),
-        ("recv Stream max_heaps", lambda tp: spead2.recv.Stream(tp, max_heaps=-1),
-         pytest.mark.xfail(reason="recv/_recv.pyx _check_size moves to spead2._args with "
-                                  "the receive-core work")),
+        ("recv Stream max_heaps", lambda tp: spead2.recv.Stream(tp, max_heaps=-1)),
+        ("recv StreamConfig max_heaps", lambda tp: spead2.recv.StreamConfig(max_heaps=-1)),
+        ("recv RingStreamConfig heaps", lambda tp: spead2.recv.RingStreamConfig(heaps=-1)),
     ]),
     "size too large for its C type": (spead2.RangeError, [
         ("recv add_udp_reader buffer_size", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
@@ -461,6 +461,7 @@ MISTAKES = {
     ]),
     "zero where zero is not allowed": (ValueError, [
         ("recv Stream max_heaps", lambda tp: spead2.recv.Stream(tp, max_heaps=0)),
+        ("recv StreamConfig substreams", lambda tp: spead2.recv.StreamConfig(substreams=0)),
         ("send StreamConfig max_heaps", lambda tp: spead2.send.StreamConfig(max_heaps=0)),
         ("send HeapGenerator descriptor_frequency", lambda tp: spead2.send.HeapGenerator(
             spead2.ItemGroup(), 0)),
@@ -469,6 +470,7 @@ MISTAKES = {
     ]),
     "value outside the domain": (ValueError, [
         ("recv Stream bug_compat", lambda tp: spead2.recv.Stream(tp, bug_compat=8)),
+        ("recv StreamConfig bug_compat", lambda tp: spead2.recv.StreamConfig(bug_compat=-1)),
         ("recv add_udp_reader max_size", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
             0, max_size=4)),
         ("recv multicast group", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
@@ -495,9 +497,9 @@ MISTAKES = {
 
 
 @pytest.mark.parametrize("mistake, exc, call", [
-    pytest.param(mistake, exc, call, marks=marks, id=f"{mistake}: {where}")
+    pytest.param(mistake, exc, call, id=f"{mistake}: {where}")
     for mistake, (exc, cases) in MISTAKES.items()
-    for where, call, *marks in cases
+    for where, call in cases
 ])
 def test_one_exception_per_mistake(tp, mistake, exc, call):
     with pytest.raises(Exception) as info:

@@ -12,32 +12,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
 import spead2
 
-from .._args import as_index
+from .._args import as_flags, as_index, as_nonzero_unsigned, as_unsigned
 from ._recv import CORE_STATS, DEFAULT_MAX_HEAP_SIZE, default_allocator
-
-
-class _RangeError(OverflowError, TypeError):
-    """An unsigned argument out of range: OverflowError for 2016 programs,
-    TypeError for 4.x ones."""
-
-
-def _unsigned(value: Any, name: str, nonzero: bool = False, bits: int = 64) -> int:
-    value = as_index(value, name)
-    if value < 0:
-        raise _RangeError(f"{name} must be non-negative, not {value}")
-    if value >= 1 << bits:
-        raise _RangeError(f"{name} {value} does not fit in {bits} bits")
-    if nonzero and value == 0:
-        raise ValueError(f"{name} must not be zero")
-    return value
 
 
 def _flag(value: Any, name: str) -> bool:
     return bool(value)
-
-
-def _nonzero(value: Any, name: str) -> int:
-    return _unsigned(value, name, nonzero=True)
 
 
 class _Option:
@@ -151,10 +131,7 @@ class _Config:
 
 
 def _check_bug_compat(value: Any, name: str) -> int:
-    value = _unsigned(value, name, bits=32)
-    if value & ~spead2.BUG_COMPAT_PYSPEAD_0_5_2:
-        raise ValueError(f"unknown bug_compat flags {value:#x}")
-    return value
+    return as_flags(value, name, spead2.BUG_COMPAT_PYSPEAD_0_5_2)
 
 
 def _check_memcpy(value: Any, name: str) -> int:
@@ -206,19 +183,19 @@ class StreamConfig(_Config):
         self._max_heap_size = DEFAULT_MAX_HEAP_SIZE
         self._stats = list(_CORE_STAT_CONFIGS)
 
-    max_heaps = _Option(_nonzero, "Heaps under assembly at once, per substream.")
-    substreams = _Option(_nonzero, "Substreams; a heap's is its cnt modulo this.")
+    max_heaps = _Option(as_nonzero_unsigned, "Heaps under assembly at once, per substream.")
+    substreams = _Option(as_nonzero_unsigned, "Substreams; a heap's is its cnt modulo this.")
     bug_compat = _Option(_check_bug_compat, "PySPEAD bug-compatibility flags.")
     memcpy = _Option(_check_memcpy, "spead2.MEMCPY_STD or MEMCPY_NONTEMPORAL.")
     memory_allocator = _Option(_check_allocator, "Where heap payload memory comes from.")
     stop_on_stop_item = _Option(_flag, "Whether a stop item ends the stream.")
     allow_unsized_heaps = _Option(_flag, "Whether packets without HEAP_LENGTH are taken.")
     allow_out_of_order = _Option(_flag, "Whether a heap's packets may arrive in any order.")
-    stream_id = _Option(_unsigned, "A tag copied into chunks.")
+    stream_id = _Option(as_unsigned, "A tag copied into chunks.")
     explicit_start = _Option(_flag, "Whether readers wait for Stream.start().")
-    max_heap_size = _Option(_unsigned, "The most payload bytes (and item-pointer bytes) one "
-                                       "heap may claim; packets claiming more are dropped "
-                                       "before anything is allocated.")
+    max_heap_size = _Option(as_unsigned, "The most payload bytes (and item-pointer bytes) one "
+                                          "heap may claim; packets claiming more are dropped "
+                                          "before anything is allocated.")
 
     @property
     def stats(self) -> List[StreamStatConfig]:
@@ -262,7 +239,7 @@ class RingStreamConfig(_Config):
         self._contiguous_only = True
         self._incomplete_keep_payload_ranges = False
 
-    heaps = _Option(_nonzero, "Capacity of the ring of finished heaps.")
+    heaps = _Option(as_nonzero_unsigned, "Capacity of the ring of finished heaps.")
     contiguous_only = _Option(_flag, "Whether incomplete heaps are dropped rather than "
                                      "delivered as IncompleteHeap.")
     incomplete_keep_payload_ranges = _Option(
@@ -312,7 +289,7 @@ class StreamStats:
         return self._values[self._index(key)]
 
     def __setitem__(self, key: Union[int, str], value: int) -> None:
-        self._values[self._index(key)] = _unsigned(value, "value")
+        self._values[self._index(key)] = as_unsigned(value, "value")
 
     def __contains__(self, name: object) -> bool:
         return any(stat.name == name for stat in self._config)
@@ -378,7 +355,7 @@ def _stat_property(index: int, name: str) -> property:
         return self._values[index]
 
     def setter(self: StreamStats, value: int) -> None:
-        self._values[index] = _unsigned(value, name)
+        self._values[index] = as_unsigned(value, name)
 
     return property(getter, setter, doc=f"The {name} statistic.")
 
@@ -434,13 +411,13 @@ def stream_arguments(args: tuple, kwargs: dict,
         # checked under their 2016 names, so errors name the argument given
         config = StreamConfig(allow_out_of_order=True)
         config.bug_compat = values.get("bug_compat", 0)
-        config.max_heaps = _unsigned(values.get("max_heaps", StreamConfig.DEFAULT_MAX_HEAPS),
-                                     "max_heaps", nonzero=True)
-        config.max_heap_size = _unsigned(values.get("max_heap_size", DEFAULT_MAX_HEAP_SIZE),
-                                         "max_heap_size")
+        config.max_heaps = as_nonzero_unsigned(
+            values.get("max_heaps", StreamConfig.DEFAULT_MAX_HEAPS), "max_heaps")
+        config.max_heap_size = as_unsigned(values.get("max_heap_size", DEFAULT_MAX_HEAP_SIZE),
+                                           "max_heap_size")
         ring_config = RingStreamConfig()
-        ring_config.heaps = _unsigned(values.get("ring_heaps", RingStreamConfig.DEFAULT_HEAPS),
-                                      "ring_heaps", nonzero=True)
+        ring_config.heaps = as_nonzero_unsigned(
+            values.get("ring_heaps", RingStreamConfig.DEFAULT_HEAPS), "ring_heaps")
         return thread_pool, config, ring_config
     config = values.get("config")
     ring_config = values.get("ring_config")
