@@ -144,3 +144,22 @@ def test_item_group_logs_through_the_limiter(caplog, monkeypatch):
     unknown = [r for r in caplog.records if "unknown item ID" in r.getMessage()]
     assert len(unknown) == 32
     assert limiter.suppressed(id(ig)) == 18
+
+
+def test_allows_looks_without_spending(limiter, clock):
+    assert limiter.allows("s")
+    assert all(passed(limiter, 3, "s"))
+    assert not limiter.allows("s")
+    assert limiter.allows("other")
+    clock.now += 1.0
+    assert limiter.allows("s")
+
+
+def test_suppress_counts_records_never_made(limiter, clock):
+    passed(limiter, 3, "s")
+    limiter.suppress("s", 40)
+    assert limiter.suppressed("s") == 40
+    clock.now += 1.0
+    r = record(source="s")
+    assert limiter.filter(r)
+    assert r.getMessage().endswith("(40 similar messages suppressed)")

@@ -82,6 +82,29 @@ class RateLimitFilter(logging.Filter):
             record.args = ()
         return True
 
+    def allows(self, source: Optional[Hashable] = None) -> bool:
+        """Whether a record of ``source`` would be let through now (without
+        counting it): a caller can then avoid even formatting records that
+        would be dropped."""
+        now = self.clock()
+        with self._lock:
+            budget = self._budgets.get(source)
+            return (budget is None or now - budget.start >= self.period
+                    or budget.used < self.rate)
+
+    def suppress(self, source: Optional[Hashable], n: int) -> None:
+        """Count ``n`` records of ``source`` as suppressed without seeing
+        them (their producer dropped them because :meth:`allows` said no)."""
+        if n <= 0:
+            return
+        now = self.clock()
+        with self._lock:
+            budget = self._budgets.get(source)
+            if budget is None:
+                budget = self._budgets[source] = _Budget(now)
+            budget.pending += n
+            budget.total += n
+
     def _prune(self, now: float) -> None:
         """Forget the sources whose period is over."""
         idle: List[Hashable] = [source for source, budget in self._budgets.items()

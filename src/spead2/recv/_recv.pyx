@@ -3,7 +3,6 @@
 thread-free handle on heap assembly for tests and tools."""
 
 import logging
-import time
 
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.exc cimport PyErr_CheckSignals
@@ -21,7 +20,8 @@ from spead2._wire cimport (
 from spead2._recv_core cimport *
 
 import spead2
-from spead2._args import as_index
+from spead2 import _logging
+from spead2._args import as_index, as_nonzero_unsigned, as_unsigned
 from spead2._flavour import Flavour
 
 _logger = logging.getLogger("spead2")
@@ -30,53 +30,21 @@ _logger = logging.getLogger("spead2")
 DEFAULT_MAX_HEAP_SIZE = 1 << 30
 
 
-cdef class _HeapWarnings:
-    """Warnings about what a stream's heaps contain and what its readers
-    drop, at most 32 lines per second per stream: their number is up to the
-    sender. A line after a suppressed stretch says how many were
-    suppressed."""
+# the rate limiter of the spead2 logger, shared by every source of log lines
+_limiter = _logging.install()
 
-    cdef int budget
-    cdef double period_start
-    cdef readonly object suppressed
-    cdef readonly object total_suppressed
 
-    def __init__(self):
-        self.budget = 32
-        self.period_start = time.monotonic()
-        self.suppressed = 0
-        self.total_suppressed = 0
-
-    cdef bint _allow(self):
-        cdef double now
-        if self.budget == 0:
-            now = time.monotonic()
-            if now - self.period_start >= 1.0:
-                self.budget = 32
-                self.period_start = now
-        return self.budget > 0
-
-    cdef void _count(self, n):
-        self.suppressed += n
-        self.total_suppressed += n
-
-    def log(self, int level, msg, *args):
-        if not self._allow():
-            self._count(1)
-            return
-        self.budget -= 1
-        if self.suppressed:
-            msg += " (%d similar messages suppressed)"
-            args += (self.suppressed,)
-            self.suppressed = 0
-        _logger.log(level, msg, *args)
+cdef class _LogSource:
+    """What a stream and its heaps log about received data goes through the
+    spead2 logger's rate limiter under one key: at most 32 lines a second
+    per stream."""
 
     def warning(self, msg, *args):
-        self.log(logging.WARNING, msg, *args)
+        _logging.log(logging.WARNING, msg, *args, source=self)
 
 
 # for heaps not made by a stream
-_heap_warnings = _HeapWarnings()
+_heap_log = _LogSource()
 
 _flavours = {}
 default_allocator = MemoryAllocator()
@@ -136,11 +104,11 @@ cdef class _HeapBase:
     """What complete and incomplete received heaps share."""
 
     cdef spead_heap *h
-    cdef _HeapWarnings warnings
+    cdef _LogSource warnings
 
     def __cinit__(self):
         self.h = NULL
-        self.warnings = _heap_warnings
+        self.warnings = _heap_log
 
     def __dealloc__(self):
         spead_heap_free(self.h)
@@ -268,7 +236,7 @@ cdef class IncompleteHeap(_HeapBase):
                 f"/{self.h.heap_length}>")
 
 
-cdef object _wrap_heap(spead_heap *h, _HeapWarnings warnings):
+cdef object _wrap_heap(spead_heap *h, _LogSource warnings):
     """A Python heap that owns ``h``."""
     cdef _HeapBase out
     cdef Heap heap
@@ -302,15 +270,6 @@ cdef class _BufferHold:
     def __dealloc__(self):
         if self.held:
             PyBuffer_Release(&self.view)
-
-
-def _check_size(name, value):
-    value = as_index(value, name)
-    if value < 0:
-        raise OverflowError(f"{name} must be non-negative")
-    if value >= 2**64:
-        raise OverflowError(f"{name} {value} does not fit in 64 bits")
-    return value
 
 
 cdef class _Ringbuffer:
@@ -347,7 +306,7 @@ cdef class Stream:
     cdef object _config
     cdef object _ring_config
     cdef bint _started
-    cdef _HeapWarnings _warnings
+    cdef _LogSource _warnings
 
     def __cinit__(self, *args, **kwargs):
         self.s = NULL
@@ -379,7 +338,7 @@ cdef class Stream:
         self.thread_pool = thread_pool
         self._config = config
         self._ring_config = ring_config
-        self._warnings = _HeapWarnings()
+        self._warnings = _LogSource()
         self.s = recv_stream_new(tp, &c, (<MemoryAllocator> config.memory_allocator)._alloc)
         if self.s == NULL:
             raise MemoryError(f"cannot allocate a stream with max_heaps={config.max_heaps}, "
@@ -398,6 +357,8 @@ cdef class Stream:
                 recv_stream_stop(self.s)
                 recv_stream_decref(self.s)
             self.s = NULL
+        if self._warnings is not None:
+            _limiter.forget(self._warnings)
 
     @property
     def config(self):
@@ -529,17 +490,17 @@ cdef class Stream:
         if s == NULL or not recv_stream_logs_pending(s):
             return
         while recv_stream_logs_pending(s):
-            if not self._warnings._allow():
+            if not _limiter.allows(self._warnings):
                 # the budget is spent: the lines are counted, not formatted
                 with nogil:
                     n = recv_stream_discard_logs(s)
-                self._warnings._count(n)
+                _limiter.suppress(self._warnings, n)
                 break
             with nogil:
                 n = recv_stream_take_logs(s, entries, 16)
             for i in range(n):
-                self._warnings.log(entries[i].level, "%s",
-                                   entries[i].text.decode("utf-8", "replace"))
+                _logging.log(entries[i].level, "%s", entries[i].text.decode("utf-8", "replace"),
+                             source=self._warnings)
             if n < 16:
                 break
         recv_stream_set_log_level(s, _logger.getEffectiveLevel())
@@ -616,7 +577,7 @@ cdef class Stream:
         finally:
             free(st)
         self._drain_logs()
-        values[SPEAD_STAT_LOG_SUPPRESSED] += self._warnings.total_suppressed
+        values[SPEAD_STAT_LOG_SUPPRESSED] += _limiter.suppressed(self._warnings)
         return StreamStats._make(self._config.stats, values)
 
 
@@ -682,7 +643,7 @@ _EXITS = {SPEAD_HEAP_COMPLETED: "completed", SPEAD_HEAP_EVICTED: "evicted",
 
 cdef void _collect_heap(void *ctx, spead_heap *heap, int exit) noexcept with gil:
     cdef Assembler a = <Assembler> ctx
-    wrapped = _wrap_heap(heap, _heap_warnings) if heap != NULL else None
+    wrapped = _wrap_heap(heap, _heap_log) if heap != NULL else None
     a._events.append(HeapLeft(_EXITS[exit], wrapped))
 
 
@@ -710,16 +671,14 @@ cdef class Assembler:
                  memcpy=0, MemoryAllocator allocator=None):
         cdef spead_assembler_config config
         memset(&config, 0, sizeof(config))
-        config.max_heaps = _check_size("max_heaps", max_heaps)
-        config.substreams = _check_size("substreams", substreams)
-        config.max_heap_size = _check_size("max_heap_size", max_heap_size)
+        config.max_heaps = as_nonzero_unsigned(max_heaps, "max_heaps")
+        config.substreams = as_nonzero_unsigned(substreams, "substreams")
+        config.max_heap_size = as_unsigned(max_heap_size, "max_heap_size")
         config.bug_compat = bug_compat
         config.allow_out_of_order = bool(allow_out_of_order)
         config.allow_unsized_heaps = bool(allow_unsized_heaps)
         config.stop_on_stop_item = bool(stop_on_stop_item)
         config.keep_payload_ranges = bool(keep_payload_ranges)
-        if config.max_heaps < 1 or config.substreams < 1:
-            raise ValueError("max_heaps and substreams must be at least 1")
         self.allocator = allocator if allocator is not None else default_allocator
         self.a = spead_assembler_new(&config, (<MemoryAllocator> self.allocator)._alloc,
                                      _collect_heap, <void *> self)
