@@ -21,6 +21,7 @@
 
 #include "alloc.h"
 #include "assembler.h"
+#include "chunk_stream.h"
 #include "heap.h"
 #include "logq.h"
 #include "ring.h"
@@ -70,6 +71,10 @@ typedef struct {
     int contiguous_only;    /* else incomplete heaps are delivered too */
     int explicit_start;     /* readers wait for recv_stream_start */
     size_t n_stats;         /* SPEAD_STAT_CORE_COUNT plus the custom statistics */
+    const uint8_t *stat_modes;  /* SPEAD_STAT_COUNTER/MAXIMUM for each (NULL: counters) */
+    /* A chunk stream: heaps go into chunks (the ring of heaps is unused). */
+    const spead_chunker_config *chunks;
+    spead_chunk_manager chunk_manager;
 } recv_stream_config;
 
 struct recv_stream {
@@ -83,6 +88,9 @@ struct recv_stream {
     spead_ring ring;
     spead_logq log;
     uint64_t *stats;           /* config.n_stats counters */
+    uint64_t *batch_stats;     /* custom statistics of the batch under way */
+    uint8_t *stat_modes;
+    spead_chunker *chunker;    /* chunk streams only */
     int stop_requested;        /* no new data is accepted */
     int stopping_readers;      /* a thread is closing the readers */
     int started;               /* readers may run (always, without explicit start) */

@@ -116,6 +116,71 @@ cdef extern from "logq.h" nogil:
         char text[200]
 
 
+cdef extern from "chunk.h" nogil:
+    ctypedef struct spead_chunk:
+        int64_t chunk_id
+        uint64_t stream_id
+        uint8_t *present
+        size_t present_size
+        uint8_t *data
+        size_t data_size
+        uint8_t *extra
+        size_t extra_size
+        void *owner
+        spead_chunk *next
+
+    ctypedef struct spead_chunk_place_data:
+        pass
+    ctypedef void (*spead_chunk_place_fn)(spead_chunk_place_data *data, size_t data_size)
+    ctypedef void (*spead_chunk_place_user_fn)(spead_chunk_place_data *data, size_t data_size,
+                                               void *user_data)
+
+
+cdef extern from "chunk_ring.h" nogil:
+    ctypedef struct spead_chunk_ring:
+        int data_fd
+        int space_fd
+        size_t capacity
+
+    spead_chunk_ring *spead_chunk_ring_new(size_t capacity)
+    void spead_chunk_ring_incref(spead_chunk_ring *r)
+    void spead_chunk_ring_decref(spead_chunk_ring *r)
+    int spead_chunk_ring_put(spead_chunk_ring *r, spead_chunk *c, int timeout_ms)
+    int spead_chunk_ring_get(spead_chunk_ring *r, spead_chunk **out, int timeout_ms)
+    int spead_chunk_ring_stop(spead_chunk_ring *r)
+    void spead_chunk_ring_add_producer(spead_chunk_ring *r)
+    int spead_chunk_ring_remove_producer(spead_chunk_ring *r)
+    size_t spead_chunk_ring_size(spead_chunk_ring *r)
+    int spead_chunk_ring_is_stopped(spead_chunk_ring *r)
+
+
+cdef extern from "chunk_stream.h" nogil:
+    ctypedef struct spead_chunk_manager:
+        void *ctx
+
+    ctypedef struct spead_chunker_config:
+        const uint64_t *item_ids
+        size_t n_items
+        size_t max_chunks
+        size_t max_heap_extra
+        size_t packet_presence_payload_size
+        spead_chunk_place_fn place
+        spead_chunk_place_user_fn place_user
+        void *place_user_data
+        uint64_t stream_id
+        size_t stat_too_old
+        size_t stat_rejected
+
+    ctypedef struct spead_chunk_ring_pair:
+        pass
+
+    spead_chunk_ring_pair *spead_chunk_ring_pair_new(spead_chunk_ring *data,
+                                                     spead_chunk_ring *free)
+    void spead_chunk_ring_pair_free(spead_chunk_ring_pair *p)
+    spead_chunk_manager spead_chunk_ring_pair_manager(spead_chunk_ring_pair *p)
+    spead_chunk *spead_chunk_ring_pair_take_released(spead_chunk_ring_pair *p)
+
+
 cdef extern from "recv_stream.h" nogil:
     ctypedef struct recv_stream_config:
         spead_assembler_config assembly
@@ -123,6 +188,9 @@ cdef extern from "recv_stream.h" nogil:
         int contiguous_only
         int explicit_start
         size_t n_stats
+        const uint8_t *stat_modes
+        const spead_chunker_config *chunks
+        spead_chunk_manager chunk_manager
 
     ctypedef struct recv_stream:
         pass
