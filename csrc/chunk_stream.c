@@ -247,10 +247,9 @@ spead_chunk_ring_pair *spead_chunk_ring_pair_new(spead_chunk_ring *data, spead_c
     return p;
 }
 
-void spead_chunk_ring_pair_free(spead_chunk_ring_pair *p)
+static void pair_release(void *ctx)
 {
-    if (!p)
-        return;
+    spead_chunk_ring_pair *p = ctx;
     spead_chunk_ring_decref(p->data);
     spead_chunk_ring_decref(p->free);
     pthread_mutex_destroy(&p->lock);
@@ -300,6 +299,7 @@ spead_chunk_manager spead_chunk_ring_pair_manager(spead_chunk_ring_pair *p)
         .head_updated = NULL,
         .stop = pair_stop,
         .ended = pair_ended,
+        .release = pair_release,
         .ctx = p,
     };
     return m;

@@ -29,6 +29,8 @@ typedef struct {
     void (*stop)(void *ctx);
     /* The stream has flushed its last chunk. */
     void (*ended)(void *ctx);
+    /* The stream is gone: nothing will call the manager again. */
+    void (*release)(void *ctx);
     void *ctx;
 } spead_chunk_manager;
 
@@ -39,7 +41,8 @@ typedef struct spead_chunk_ring_pair spead_chunk_ring_pair;
 struct spead_chunk_ring;
 spead_chunk_ring_pair *spead_chunk_ring_pair_new(struct spead_chunk_ring *data,
                                                  struct spead_chunk_ring *free);
-void spead_chunk_ring_pair_free(spead_chunk_ring_pair *p);
+/* The manager of a stream, which then owns ``p`` (and frees it when the
+ * stream is gone). */
 spead_chunk_manager spead_chunk_ring_pair_manager(spead_chunk_ring_pair *p);
 /* The chunks released so far (a list through ``next``), now the caller's. */
 spead_chunk *spead_chunk_ring_pair_take_released(spead_chunk_ring_pair *p);

@@ -199,11 +199,17 @@ static void end_on_pool_stop(void *arg);
 recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
                              spead_allocator *alloc)
 {
-    if (config->ring_heaps == 0 || config->n_stats < SPEAD_STAT_CORE_COUNT)
+    if (config->ring_heaps == 0 || config->n_stats < SPEAD_STAT_CORE_COUNT) {
+        if (config->chunks && config->chunk_manager.release)
+            config->chunk_manager.release(config->chunk_manager.ctx);
         return NULL;
+    }
     recv_stream *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        if (config->chunks && config->chunk_manager.release)
+            config->chunk_manager.release(config->chunk_manager.ctx);
         return NULL;
+    }
     s->config = *config;
     s->config.chunks = NULL;
     s->config.stat_modes = NULL;
@@ -258,6 +264,8 @@ recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
 fail:
     spead_assembler_free(s->assembler);
     spead_chunker_free(s->chunker);
+    if (config->chunks && config->chunk_manager.release)
+        config->chunk_manager.release(config->chunk_manager.ctx);
     free(s->stats);
     free(s->batch_stats);
     free(s->stat_modes);
@@ -310,6 +318,8 @@ void recv_stream_decref(recv_stream *s)
         r = next;
     }
     spead_assembler_free(s->assembler);
+    if (s->chunker && s->config.chunk_manager.release)
+        s->config.chunk_manager.release(s->config.chunk_manager.ctx);
     spead_chunker_free(s->chunker);
     free(s->stats);
     free(s->batch_stats);

@@ -98,7 +98,9 @@ struct recv_stream {
     int64_t last_cnt;          /* the last heap handed to the ring (for log lines) */
 };
 
-/* Returns NULL when out of memory or the configuration is invalid. */
+/* Returns NULL when out of memory or the configuration is invalid. A chunk
+ * stream's manager is the stream's from this call on, even when it fails:
+ * its ``release`` is called when the stream is gone. */
 recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
                              spead_allocator *alloc);
 void recv_stream_incref(recv_stream *s);

@@ -28,6 +28,11 @@ class Stopped(Exception):
     """The stream has been stopped and every queued heap has been consumed."""
 
 
+class Full(Exception):
+    """No room: ``ChunkRingbuffer.put_nowait`` on a full ring, or
+    ``add_free_chunk`` when the free ring is full."""
+
+
 class Empty(Exception):
     """No heap is ready (raised by ``get_nowait``)."""
 

@@ -156,6 +156,12 @@ cdef extern from "chunk_ring.h" nogil:
 
 cdef extern from "chunk_stream.h" nogil:
     ctypedef struct spead_chunk_manager:
+        spead_chunk *(*allocate)(void *ctx, int64_t chunk_id)
+        void (*ready)(void *ctx, spead_chunk *c)
+        void (*head_updated)(void *ctx, uint64_t head)
+        void (*stop)(void *ctx)
+        void (*ended)(void *ctx)
+        void (*release)(void *ctx)
         void *ctx
 
     ctypedef struct spead_chunker_config:
@@ -176,7 +182,6 @@ cdef extern from "chunk_stream.h" nogil:
 
     spead_chunk_ring_pair *spead_chunk_ring_pair_new(spead_chunk_ring *data,
                                                      spead_chunk_ring *free)
-    void spead_chunk_ring_pair_free(spead_chunk_ring_pair *p)
     spead_chunk_manager spead_chunk_ring_pair_manager(spead_chunk_ring_pair *p)
     spead_chunk *spead_chunk_ring_pair_take_released(spead_chunk_ring_pair *p)
 
@@ -213,3 +218,22 @@ cdef extern from "recv_stream.h" nogil:
     size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)
     size_t recv_stream_discard_logs(recv_stream *s)
     void recv_stream_set_log_level(recv_stream *s, int level)
+
+
+cdef extern from "chunk_place.h" nogil:
+    enum:
+        SPEAD_PLACE_MAX_AXES
+    ctypedef struct spead_place_axis:
+        int from_chunk_item
+        size_t item
+        uint64_t divisor
+        uint64_t count
+    ctypedef struct spead_place_rule:
+        size_t chunk_item
+        uint64_t chunk_step
+        size_t n_axes
+        spead_place_axis axes[8]
+        size_t length_item
+        uint64_t heap_size
+        int extra_value
+    void spead_place_by_rule(spead_chunk_place_data *d, size_t size, void *user)

@@ -476,7 +476,7 @@ cdef class _StreamBase:
         """A snapshot of the stream's statistics (:class:`StreamStats`)."""
         from spead2.recv._config import StreamStats
         cdef recv_stream *s = self._get()
-        cdef size_t n = self._config.next_stat_index()
+        cdef size_t n = len(self._stat_list)
         cdef uint64_t *st = <uint64_t *> malloc(n * sizeof(uint64_t))
         if st == NULL:
             raise MemoryError()
