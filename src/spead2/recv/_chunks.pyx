@@ -324,9 +324,10 @@ def check_place(value):
     if not isinstance(value, tuple):
         raise TypeError(f"place must be a tuple (a capsule and user data, e.g. a "
                         f"scipy.LowLevelCallable), not {type(value).__name__}")
-    if len(value) == 0:
+    # tuple's own methods: scipy.LowLevelCallable, a tuple, forbids indexing
+    if tuple.__len__(value) == 0:
         raise IndexError("place is an empty tuple")
-    capsule = value[0]
+    capsule = tuple.__getitem__(value, 0)
     if not PyCapsule_CheckExact(capsule):
         raise TypeError(f"place[0] must be a PyCapsule, not {type(capsule).__name__}")
     name = PyCapsule_GetName(capsule)
@@ -375,7 +376,7 @@ cdef int _set_place(spead_chunker_config *c, place) except -1:
     c.place_user_data = NULL
     if place is None:
         return 0
-    capsule = place[0]
+    capsule = tuple.__getitem__(place, 0)
     name = PyCapsule_GetName(capsule)
     if <bytes> name == _PLACE_SIGNATURES[0]:
         c.place = <spead_chunk_place_fn> PyCapsule_GetPointer(capsule, name)
