@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 REF_VERSION = "4.5.1"
-REF_REQUIREMENTS = [f"spead2=={REF_VERSION}", "numpy"]
+REF_REQUIREMENTS = [f"spead2=={REF_VERSION}", "numpy", "numba", "scipy"]  # numba: chunk place callbacks
 VENV_ENV_VAR = "SPEAD2_REF_VENV"
 DEFAULT_VENV = Path("~/.cache/spead2py/ref-" + REF_VERSION)
 MARKER = "spead2py-ref.json"
@@ -80,7 +80,7 @@ def _check(python):
     """``None`` if ``python`` imports the reference spead2 and numpy, else why not."""
     if not python.exists():
         return f"{python} does not exist"
-    code = "import spead2, numpy; print(spead2.__version__)"
+    code = "import spead2, numpy, numba, scipy; print(spead2.__version__)"
     try:
         proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
                               timeout=CHECK_TIMEOUT, env=script_env(), cwd=tempfile.gettempdir())
