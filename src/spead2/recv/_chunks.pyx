@@ -407,7 +407,7 @@ cdef class _ChunkStream(_StreamBase):
     cdef int _create_chunked(self, ThreadPool thread_pool, config, chunk_config,
                              spead_chunk_manager manager) except -1:
         """Build the C stream; the stream owns ``manager`` from here on."""
-        from spead2.recv._config import StreamStatConfig
+        import copy
         cdef recv_stream_config c
         cdef spead_chunker_config cc
         cdef size_t i
@@ -417,6 +417,14 @@ cdef class _ChunkStream(_StreamBase):
         if place is None:
             manager.release(manager.ctx)
             raise ValueError("chunk_stream_config.place is not set")
+        # registered on the stream's own copy, so that stream.config names them
+        config = copy.copy(config)
+        try:
+            stat_too_old = config.add_stat("too_old_heaps")
+            stat_rejected = config.add_stat("rejected_heaps")
+        except BaseException:
+            manager.release(manager.ctx)
+            raise
         from spead2.recv._placement import ChunkPlacement
         max_heap_extra = chunk_config.max_heap_extra
         if isinstance(place, ChunkPlacement):
@@ -440,15 +448,14 @@ cdef class _ChunkStream(_StreamBase):
         cc.packet_presence_payload_size = chunk_config.packet_presence_payload_size
         _set_place(&cc, place)
         cc.stream_id = config.stream_id
-        cc.stat_too_old = config.next_stat_index()
-        cc.stat_rejected = cc.stat_too_old + 1
+        cc.stat_too_old = stat_too_old
+        cc.stat_rejected = stat_rejected
         c.ring_heaps = 1
         c.contiguous_only = 1
         c.chunks = &cc
         c.chunk_manager = manager
         self._chunk_config = chunk_config
-        extra = [StreamStatConfig("too_old_heaps"), StreamStatConfig("rejected_heaps")]
-        self._create(thread_pool, config, &c, extra)
+        self._create(thread_pool, config, &c, [])
         return 0
 
     @property
