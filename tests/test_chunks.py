@@ -696,3 +696,32 @@ def test_chunk_placement_arguments():
     p = ChunkPlacement(chunk_item=0x1600, chunk_step=8, heap_size=8, axes=[(0x1600, 2)])
     assert p.items == [0x1600, spead2.HEAP_LENGTH_ID]
     assert "ChunkPlacement" in repr(p)
+
+
+# ---------------------------------------------------------------------------
+# asyncio rings around a stream
+
+
+def test_stream_with_asyncio_rings():
+    import asyncio
+
+    import spead2.recv.asyncio
+
+    async def main():
+        data_ring = spead2.recv.asyncio.ChunkRingbuffer(1)
+        free_ring = spead2.recv.asyncio.ChunkRingbuffer(2)
+        stream = ChunkRingStream(spead2.ThreadPool(), StreamConfig(), direct_config(1),
+                                 data_ring, free_ring)
+        for _ in range(2):
+            await free_ring.put(make_chunk(64, 4))
+        stream.add_buffer_reader(b"".join(heaps(*[(i, i % 4) for i in range(8)])))
+        got = []
+        async for chunk in data_ring:
+            got.append(snap(chunk))
+            stream.add_free_chunk(chunk)
+        stream.stop()
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), 20))
+    assert [(c.chunk_id, c.present) for c in got] == [
+        (i, bytes(1 if k == i % 4 else 0 for k in range(4))) for i in range(8)]
