@@ -206,6 +206,15 @@ int spead_assembler_feed(spead_assembler *a, const spead_packet *pkt, uint64_t *
     if (pkt->is_stop && cfg->stop_on_stop_item) {
         /* the stop heap ends the stream and is not handed on */
         heap_slot *slot = find(a, pkt->heap_cnt, stats);
+        if (a->env.placement) {
+            /* as in spead2, a placement (a chunk stream) still sees the stop
+             * packet, as any other, before the stream stops: the place
+             * callback is called for it and its payload written */
+            live_heap tmp;
+            live_heap_init(&tmp, pkt->heap_cnt, pkt->heap_address_bits);
+            live_heap_add_packet(slot ? &slot->heap : &tmp, pkt, &a->env);
+            live_heap_clear(&tmp);
+        }
         if (slot) {
             unlink_slot(a, slot);
             live_heap_clear(&slot->heap);

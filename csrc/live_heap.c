@@ -316,8 +316,9 @@ int live_heap_add_packet(live_heap *h, const spead_packet *pkt, const spead_live
         h->min_length = max_address;
     if (placement) {
         /* a chunk stream keeps no item pointers: its heaps are never read
-         * item by item */
-        if (!h->placed) {
+         * item by item. As in spead2, a heap is placed when its payload
+         * first needs memory: a heap of length 0 never is. */
+        if (!h->placed && h->heap_length > 0) {
             h->dest.data = NULL;
             h->dest.capacity = 0;
             h->dest.chunk = NULL;
