@@ -167,3 +167,40 @@ def window_model(chunk_ids: Sequence[int], max_chunks: int):
         accepted.append(True)
     order.extend(range(head, tail))
     return accepted, order
+
+
+def random_direct_stream(rng, *, per: int = 8, heap_size: int = 32, packet_payload: int = 8,
+                         n_heaps: int = 80, extra: bool = True, n_stats: int = 2) -> List[bytes]:
+    """Packets of heaps placed by the direct callback, always within the
+    chunk's bounds (data ``per * heap_size``, present ``per`` flags per heap or
+    ``per * heap_size // packet_payload`` per packet, extra ``8 * per``): chunk
+    ids around a base that sometimes jumps, some packets lost or reordered
+    within a heap, some heaps with extra data or counting a custom statistic
+    (``n_stats`` of them, the second a maximum)."""
+    out = []
+    base = rng.randrange(0, 3)
+    packets_per_heap = heap_size // packet_payload
+    for cnt in range(1, n_heaps + 1):
+        if rng.random() < 0.08:
+            base += rng.randint(1, 9)
+        chunk = max(0, base + rng.randint(-3, 2))
+        index = rng.randrange(per)
+        fields = dict(chunk=chunk, index=index * packets_per_heap,
+                      offset=index * heap_size)
+        if extra and rng.random() < 0.5:
+            size = rng.randint(1, 8)
+            fields.update(extra_offset=8 * index + rng.randint(0, 8 - size), extra_size=size,
+                          fill=rng.randrange(256))
+        if n_stats and rng.random() < 0.3:
+            stat = rng.randrange(n_stats)
+            fields.update(stat=stat, value=rng.randint(1, 1000))
+            if stat == 1:
+                fields.update(maximum=1)
+        if rng.random() < 0.05:
+            fields = dict(fields, chunk=None, negative=rng.randint(1, 5))
+        payload = bytes(rng.randrange(256) for _ in range(heap_size))
+        pkts = direct_heap(cnt, payload, packet_payload, **fields)
+        if rng.random() < 0.1:
+            del pkts[rng.randrange(len(pkts))]
+        out += pkts
+    return out

@@ -150,6 +150,47 @@ def test_heap_whose_chunk_left_the_window_is_too_old():
     assert result.stats["too_old_heaps"] == 1
 
 
+def test_empty_heaps_are_not_placed():
+    """As in spead2, a heap is placed when its payload first needs memory:
+    the callback never sees a heap of length 0 (no window move, no extra,
+    no statistic, no present flag)."""
+    config = StreamConfig()
+    config.add_stat("calls")
+    packets = (heap(1, 0, 0) + direct_heap(2, b"", chunk=5, index=1, offset=0, extra_offset=0,
+                                           extra_size=4, fill=1, stat=0)
+               + direct_heap(3, b"", chunk=None, index=2))
+    result = run(packets, direct_config(2, max_heap_extra=8), config=config, extra_bytes=8)
+    assert [(c.chunk_id, c.present, c.extra) for c in result.chunks] == [
+        (0, b"\1\0\0\0", bytes(8))]
+    assert result.stats["calls"] == result.stats["rejected_heaps"] == 0
+    assert result.stats["heaps"] == 3
+
+
+def test_stop_heap_is_placed_but_never_present():
+    """As in spead2, the stop heap's packet reaches the place callback like
+    any other (spead2's end-of-stream heap carries one byte of padding):
+    here it moves the window, writes its payload and extra, and counts, but
+    its present flag is never set; then every chunk is flushed."""
+    config = StreamConfig()
+    config.add_stat("calls")
+    stop = P.packet(9, bytes([9]) * 16, 0, 16, [
+        (True, 0x1000, 4), (True, 0x1001, 3), (True, 0x1002, 48), (True, 0x1003, 4),
+        (True, 0x1004, 4), (True, 0x1005, 7), (True, 0x1006, 0), (True, spead2.STREAM_CTRL_ID,
+                                                                  spead2.CTRL_STREAM_STOP)])
+    packets = heap(1, 0, 0) + heap(2, 1, 2) + [stop] + heap(3, 4, 0)
+    result = run(packets, direct_config(2, max_heap_extra=8), config=config, extra_bytes=8)
+    assert [(c.chunk_id, c.present) for c in result.chunks] == [
+        (0, b"\1\0\0\0"), (1, b"\0\0\1\0"), (3, bytes(4)), (4, bytes(4))]
+    assert result.chunks[-1].data == bytes(48) + bytes([9]) * 16
+    assert result.chunks[-1].extra == bytes(4) + bytes([7, 8, 9, 10])
+    assert result.stats["calls"] == 1
+    # the end-of-stream heap of a spead2 sender has no placement items: rejected
+    end = P.packet(9, b"\0", 0, 1, [(True, spead2.STREAM_CTRL_ID, spead2.CTRL_STREAM_STOP)])
+    result = run(heap(1, 0, 0) + [end], direct_config(2))
+    assert result.stats["rejected_heaps"] == 1
+    assert [c.chunk_id for c in result.chunks] == [0]
+
+
 def test_flush_order_at_stop_heap():
     """Chunks left in the window at the stop heap leave in id order, and
     packets after the stop heap are not read."""
@@ -241,12 +282,11 @@ def test_out_of_bounds_heap_dropped(case, caplog):
 
 def test_bounds_exactly_fitting_heaps_accepted():
     config = direct_config(1, max_heap_extra=8)
-    packets = (direct_heap(1, bytes([1]) * 16, chunk=0, index=3, offset=48, extra_offset=0,
-                           extra_size=8, fill=7)
-               + direct_heap(2, b"", chunk=0, index=0, offset=64))  # empty heap at the end
+    packets = direct_heap(1, bytes([1]) * 16, chunk=0, index=3, offset=48, extra_offset=0,
+                          extra_size=8, fill=7)
     result = run(packets, config, extra_bytes=8)
     (chunk,) = result.chunks
-    assert chunk.present == b"\1\0\0\1"
+    assert chunk.present == b"\0\0\0\1"
     assert chunk.data == bytes(48) + bytes([1]) * 16
     assert chunk.extra == bytes(range(7, 15))
     assert result.stats["rejected_heaps"] == 0
