@@ -170,13 +170,15 @@ def window_model(chunk_ids: Sequence[int], max_chunks: int):
 
 
 def random_direct_stream(rng, *, per: int = 8, heap_size: int = 32, packet_payload: int = 8,
-                         n_heaps: int = 80, extra: bool = True, n_stats: int = 2) -> List[bytes]:
+                         n_heaps: int = 80, extra: bool = True, n_stats: int = 2,
+                         shuffle: bool = False) -> List[bytes]:
     """Packets of heaps placed by the direct callback, always within the
     chunk's bounds (data ``per * heap_size``, present ``per`` flags per heap or
     ``per * heap_size // packet_payload`` per packet, extra ``8 * per``): chunk
     ids around a base that sometimes jumps, some packets lost or reordered
     within a heap, some heaps with extra data or counting a custom statistic
-    (``n_stats`` of them, the second a maximum)."""
+    (``n_stats`` of them, the second a maximum). With ``shuffle``, packets
+    are also duplicated and reordered across neighbouring heaps."""
     out = []
     base = rng.randrange(0, 3)
     packets_per_heap = heap_size // packet_payload
@@ -202,5 +204,14 @@ def random_direct_stream(rng, *, per: int = 8, heap_size: int = 32, packet_paylo
         pkts = direct_heap(cnt, payload, packet_payload, **fields)
         if rng.random() < 0.1:
             del pkts[rng.randrange(len(pkts))]
+        if shuffle and pkts and rng.random() < 0.3:
+            # a duplicate, and the packets of this heap among the previous one's
+            pkts.append(rng.choice(pkts))
+            rng.shuffle(pkts)
+            tail = out[-rng.randint(0, min(3, len(out))):] if out else []
+            del out[len(out) - len(tail):]
+            mixed = tail + pkts
+            rng.shuffle(mixed)
+            pkts = mixed
         out += pkts
     return out

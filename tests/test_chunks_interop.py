@@ -100,6 +100,27 @@ def test_same_program_same_chunks(ref_python, tmp_path):
     assert sum(r["stats"]["custom_count"] for r in ours) > 0
 
 
+def test_same_program_reordered_packets(ref_python, tmp_path):
+    """Packets reordered and duplicated across heaps, few heaps under
+    assembly (evictions), in order or out of order accepted."""
+    scenarios = []
+    for seed in range(8):
+        rng = random.Random(100 + seed)
+        path = tmp_path / f"shuffled-{seed}.bin"
+        packet_mode = seed % 2 == 1
+        pkts = random_direct_stream(rng, per=8, heap_size=32,
+                                    packet_payload=8 if packet_mode else 32, shuffle=True)
+        path.write_bytes(b"".join(pkts))
+        kwargs = dict(max_chunks=1 + seed % 3, max_heaps=1 + seed % 3,
+                      allow_out_of_order=seed % 4 >= 2)
+        if packet_mode:
+            kwargs.update(packet_presence=8, present_bytes=32)
+        scenarios.append(direct_scenario(path, 100 + seed, **kwargs))
+    ours, ref = run_both(ref_python, tmp_path, scenarios)
+    compare(ours, ref, scenarios)
+    assert sum(r["stats"]["incomplete_heaps_evicted"] for r in ours) > 0
+
+
 def test_reference_bytes_into_our_chunk_stream(ref_python, tmp_path):
     """The reference's BytesStream output, placed by timestamp into chunks of
     4 heaps by our stream (numba callback and ChunkPlacement alike), and by

@@ -157,7 +157,8 @@ def make_place(spec, stat_base, keep):
 def run_scenario(spec, thread_pool):
     keep = []
     config = spead2.recv.StreamConfig(max_heaps=spec.get("max_heaps", 4),
-                                      stream_id=spec.get("stream_id", 0))
+                                      stream_id=spec.get("stream_id", 0),
+                                      allow_out_of_order=spec.get("allow_out_of_order", False))
     stat_base = config.next_stat_index()
     for name, mode in spec.get("custom_stats", []):
         config.add_stat(name, getattr(spead2.recv.StreamStatConfig.Mode, mode))
