@@ -50,8 +50,17 @@ SETTINGS = {
                        {"n_heaps": 128, "budget": 0.5, "rounds": 1}),
     "send_udp_small": ({"n_heaps": 20000, "budget": 3.0, "rounds": 2},
                        {"n_heaps": 5000, "budget": 0.5, "rounds": 1}),
+    "chunk_buffer_4k": ({"n_heaps": 32768, "budget": 3.0, "rounds": 3},
+                        {"n_heaps": 8192, "budget": 0.5, "rounds": 1}),
+    "chunk_buffer_64k": ({"n_heaps": 2048, "budget": 3.0, "rounds": 3},
+                         {"n_heaps": 512, "budget": 0.5, "rounds": 1}),
+    "chunk_udp": ({"rates": [0.5, 1.0, 1.5, 2.0, 3.0], "seconds": 0.5,
+                   "unthrottled_heaps": 4096, "sweeps": 3},
+                  {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 1024,
+                   "sweeps": 1}),
 }
 SCENARIO_NAMES = list(SETTINGS)
+CHUNK_HEAPS = 64   # heaps per chunk in the chunk scenarios
 
 
 class Runner:
@@ -236,6 +245,106 @@ def bench_send_udp_small(runner, s, work):
                   max_packet_size=SMALL_PACKET, budget=s["budget"], min_reps=1, max_reps=3)
 
 
+def _bench_chunk_buffer(runner, work, name, heap_size, s):
+    """Both sides receive the same file into chunks with a numba place
+    callback; ours also with a ChunkPlacement. ``rounds`` processes per
+    side, alternating; every repetition's rate is kept."""
+    path = str(work / f"{name}.bin")
+    n_heaps = s["n_heaps"]
+    gen = runner.run("ref", "gen_chunk_bytes", path=path, heap_size=heap_size, n_heaps=n_heaps,
+                     max_packet_size=JUMBO)
+    if not gen.get("ok"):
+        err = {"ok": False, "error": "could not generate the input: " + gen.get("error", "")}
+        return {"ref": err, "ours": err, "ours_placement": err}
+    params = dict(path=path, heap_size=heap_size, n_heaps=n_heaps, budget=s["budget"],
+                  heaps_per_chunk=CHUNK_HEAPS)
+    runs = {"ref": [], "ours": [], "ours_placement": []}
+    for k in range(s["rounds"]):
+        order = ["ref", "ours", "ours_placement"]
+        if k % 2:
+            order.reverse()
+        for key in order:
+            impl = "ref" if key == "ref" else "ours"
+            place = "placement" if key == "ours_placement" else "numba"
+            runs[key].append(runner.run(impl, "chunk_buffer", place=place, **params))
+    os.unlink(path)
+    return {key: merge_reps(results) for key, results in runs.items()}
+
+
+def merge_reps(results):
+    """One result from several processes' repetitions: every rate, the
+    highest peak RSS, and the first error if none succeeded."""
+    good = [r for r in results if r.get("ok")]
+    if not good:
+        return results[0]
+    out = dict(good[0])
+    for key in ("rates", "cpu_rates"):
+        out[key] = sorted(x for r in good for x in r.get(key, []))
+    out["heaps_per_s"] = out["rates"][-1]
+    out["maxrss_kib"] = max(r["maxrss_kib"] for r in good)
+    out["heaps"] = min(r["heaps"] for r in good)
+    out["processes"] = len(good)
+    return out
+
+
+def bench_chunk_buffer_4k(runner, s, work):
+    return _bench_chunk_buffer(runner, work, "chunk_buffer_4k", 4 * KiB, s)
+
+
+def bench_chunk_buffer_64k(runner, s, work):
+    return _bench_chunk_buffer(runner, work, "chunk_buffer_64k", 64 * KiB, s)
+
+
+def chunk_udp_trial(runner, impl, rate_gbps, n_heaps, heap_size=64 * KiB):
+    """Our sender -> ``impl``'s chunk stream (numba place callback)."""
+    record = {"rate_gbps": rate_gbps, "sent": n_heaps}
+    try:
+        rx = runner.start(impl, "chunk_recv_udp", heap_size=heap_size,
+                          heaps_per_chunk=CHUNK_HEAPS, timeout=60.0)
+    except RuntimeError as exc:
+        return dict(record, ok=False, error=str(exc))
+    with rx:
+        try:
+            line = rx.readline(60.0)
+        except refimpl.RefScriptError as exc:
+            return dict(record, ok=False, error=short_error(exc))
+        if not line.isdigit():
+            result = parse_result(1, line, "")
+            return dict(record, ok=False, error=result.get("error", line))
+        tx = runner.run("ours", "chunk_send_udp", port=int(line), heap_size=heap_size,
+                        n_heaps=n_heaps, rate=rate_gbps * 1e9, max_packet_size=JUMBO)
+        record["sender"] = tx
+        try:
+            out = rx.finish(timeout=30.0, terminate_after=3.0)
+            result = parse_result(0, out, "")
+        except refimpl.RefScriptError as exc:
+            result = {"ok": False, "error": short_error(exc)}
+    record.update(result)
+    if result.get("ok"):
+        record["lost"] = n_heaps - result["heaps"]
+    return record
+
+
+def bench_chunk_udp(runner, s, work):
+    sweeps = []
+    for i in range(s["sweeps"]):
+        order = ("ref", "ours") if i % 2 == 0 else ("ours", "ref")
+        trials = {"ref": [], "ours": []}
+        lossy_in_a_row = {"ref": 0, "ours": 0}
+        for rate in s["rates"]:
+            n = int(min(max(rate * 1e9 * s["seconds"] / (64 * KiB), 256), 8192))
+            for impl in order:
+                if lossy_in_a_row[impl] >= 2 or (trials[impl] and not trials[impl][-1].get("ok")):
+                    continue
+                t = chunk_udp_trial(runner, impl, rate, n)
+                trials[impl].append(t)
+                lossy_in_a_row[impl] = lossy_in_a_row[impl] + 1 if t.get("lost") else 0
+        unthrottled = {impl: chunk_udp_trial(runner, impl, 0.0, s["unthrottled_heaps"])
+                       for impl in order}
+        sweeps.append({"trials": trials, "unthrottled": unthrottled})
+    return {"sweeps": sweeps}
+
+
 # ---------------------------------------------------------------------------
 # Report.
 
@@ -417,11 +526,80 @@ def build_report(results, meta, errors):
         lines += ["", f"Lossless rate in each sweep (GB/s as sent): reference {per_sweep['ref']}; "
                   f"ours {per_sweep['ours']}.", ""]
 
+    lines += chunk_report(results)
     if errors:
         lines += ["Not measured:", ""]
         lines += [f"- {e}" for e in errors]
         lines.append("")
     return "\n".join(lines)
+
+
+def fmt_spread(result, key="rates"):
+    """``max (median, min)`` of a chunk result's repetitions, in M heaps/s."""
+    values = (result or {}).get(key) if (result or {}).get("ok") else None
+    if not values:
+        return "n/a"
+    return (f"{max(values) / 1e6:.3f} ({median_or_none(values) / 1e6:.3f}, "
+            f"{min(values) / 1e6:.3f})")
+
+
+def spread_ratio(ours, ref, key="rates"):
+    """Ours/reference of the maxima and of the medians."""
+    a, b = (ours or {}).get(key), (ref or {}).get(key)
+    if not (ours or {}).get("ok") or not (ref or {}).get("ok") or not a or not b:
+        return "n/a"
+    return f"{max(a) / max(b):.2f} ({median_or_none(a) / median_or_none(b):.2f})"
+
+
+def chunk_report(results):
+    """The chunk stream section: its own table, since each cell is a spread."""
+    rows = []
+    for name, size in (("chunk_buffer_4k", "4 KiB heaps (one 8972-byte packet each)"),
+                       ("chunk_buffer_64k", "64 KiB heaps in 8972-byte packets")):
+        if name not in results:
+            continue
+        pair = results[name]
+        reps = sum(len(pair[k].get("rates", [])) for k in pair if pair[k].get("ok"))
+        for key, what in (("ours", "numba place callback on both sides"),
+                          ("ours_placement", "ours with a `ChunkPlacement`, the reference "
+                                             "with its numba callback")):
+            for rate_key, unit in (("rates", "M heaps/s"), ("cpu_rates", "M heaps per CPU s")):
+                label = (f"Chunk receive from a buffer, {size}, {CHUNK_HEAPS} per chunk, {what}"
+                         if rate_key == "rates" else "... per second of CPU time (all threads)")
+                rows.append(f"| {label} | {unit} | {fmt_spread(pair['ref'], rate_key)} | "
+                            f"{fmt_spread(pair[key], rate_key)} | "
+                            f"{spread_ratio(pair[key], pair['ref'], rate_key)} | "
+                            f"{fmt_rss(pair['ref'])} | {fmt_rss(pair[key])} |")
+    if "chunk_udp" in results:
+        sweeps = results["chunk_udp"]["sweeps"]
+        best = {impl: median_or_none([lossless_rate(sw["trials"][impl]) for sw in sweeps])
+                for impl in ("ref", "ours")}
+        per_sweep = {impl: ", ".join(fmt_rate(lossless_rate(sw["trials"][impl]), "GB/s")
+                                     for sw in sweeps) for impl in ("ref", "ours")}
+        rows.append(f"| Chunk receive over UDP loopback from our sender, 64 KiB heaps in "
+                    f"8972-byte packets, {CHUNK_HEAPS} per chunk, numba place callback: highest "
+                    f"rate (as sent) with no heap lost at it or any lower target rate, median of "
+                    f"{len(sweeps)} sweeps (each sweep) | GB/s | "
+                    f"{fmt_rate(best['ref'], 'GB/s')} ({per_sweep['ref']}) | "
+                    f"{fmt_rate(best['ours'], 'GB/s')} ({per_sweep['ours']}) | "
+                    f"{fmt_ratio(best['ours'], best['ref'])} | | |")
+        loss = {}
+        for impl in ("ref", "ours"):
+            un = [sw["unthrottled"][impl] for sw in sweeps if sw["unthrottled"][impl].get("ok")]
+            sent = sum(t["sent"] for t in un)
+            speeds = [t["sender"]["gbps"] for t in un if (t.get("sender") or {}).get("ok")]
+            loss[impl] = ("n/a" if not sent else
+                          f"{100.0 * sum(t['lost'] for t in un) / sent:.1f} (sent at "
+                          + ", ".join(f"{v:.2f}" for v in speeds) + " GB/s)")
+        rows.append(f"| ... our sender unthrottled: heaps lost | % | {loss['ref']} | "
+                    f"{loss['ours']} | | | |")
+    if not rows:
+        return []
+    return ["Chunk streams (`ChunkRingStream`, 4 chunks in the window, 8 chunks (UDP: 16) "
+            "cycling through the rings; figures are max (median, min) over every repetition "
+            "of every process; ratios are of the maxima (medians)):", "",
+            "| Scenario | Unit | Reference | Ours | Ours/Ref | Ref peak RSS | Ours peak RSS |",
+            "|---|---|---:|---:|---:|---:|---:|", *rows, ""]
 
 
 def collect_errors(results):
@@ -436,7 +614,7 @@ def collect_errors(results):
                 errors.append(msg)
 
     for name, pair in results.items():
-        if name == "recv_udp":
+        if name in ("recv_udp", "chunk_udp"):
             for sweep in pair["sweeps"]:
                 for impl in ("ref", "ours"):
                     for t in sweep["trials"][impl] + [sweep["unthrottled"][impl]]:

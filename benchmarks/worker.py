@@ -345,6 +345,197 @@ def scenario_send_udp_sink(api, heap_size, n_heaps, max_packet_size, min_reps=2,
             "reps": len(times)}
 
 
+# ---------------------------------------------------------------------------
+# Chunk streams. Today's chunk API is the same on both sides (spead2 4.x), so
+# these scenarios take nothing from the Api classes but the module.
+
+TIMESTAMP_ID = 0x1600
+CHUNK_DATA_ID = 0x1601
+
+
+def chunk_heaps(api, heap_size, n_heaps):
+    """``n_heaps`` heaps (then an end heap): an immediate timestamp, the heap's
+    index, and ``heap_size`` bytes of data; no descriptors, so every heap is
+    exactly ``heap_size`` bytes of payload."""
+    spead2 = api.spead2
+    ig = spead2.send.ItemGroup(flavour=spead2.Flavour(4, 64, 48, 0))
+    ig.add_item(TIMESTAMP_ID, "timestamp", "heap index", shape=(), format=[("u", 48)])
+    ig.add_item(CHUNK_DATA_ID, "data", "payload", shape=(heap_size,), dtype=np.uint8)
+    ig["data"].value = payload(heap_size)
+    for i in range(n_heaps):
+        ig["timestamp"].value = i
+        yield ig.get_heap(descriptors="none", data="all")
+    yield ig.get_end()
+
+
+def scenario_gen_chunk_bytes(api, path, heap_size, n_heaps, max_packet_size):
+    """Write the heaps of :func:`chunk_heaps` to ``path`` with a BytesStream."""
+    stream = api.bytes_stream(api.thread_pool(), api.send_config(max_packet_size))
+    for heap in chunk_heaps(api, heap_size, n_heaps):
+        stream.send_heap(heap)
+    data = stream.getvalue()
+    with open(path, "wb") as f:
+        f.write(data)
+    return {"bytes": len(data)}
+
+
+def numba_place(heaps_per_chunk, heap_size):
+    """The usual place callback, in numba: chunk ``timestamp // heaps_per_chunk``,
+    slot ``timestamp % heaps_per_chunk``; heaps of another size are dropped."""
+    import numba
+    import scipy
+    from numba import types
+    from spead2.numba import intp_to_voidptr
+    from spead2.recv.numba import chunk_place_data
+
+    @numba.cfunc(types.void(types.CPointer(chunk_place_data), types.uintp), nopython=True)
+    def place(data_ptr, data_size):
+        data = numba.carray(data_ptr, 1)
+        items = numba.carray(intp_to_voidptr(data[0].items), 2, dtype=np.int64)
+        ts = items[0]
+        if ts < 0 or items[1] != heap_size:
+            return
+        index = ts % heaps_per_chunk
+        data[0].chunk_id = ts // heaps_per_chunk
+        data[0].heap_index = index
+        data[0].heap_offset = index * heap_size
+
+    return scipy.LowLevelCallable(place.ctypes, signature="void (void *, size_t)")
+
+
+def chunk_stream_parts(api, heap_size, heaps_per_chunk, place, max_chunks, n_chunks):
+    """``make_stream(thread_pool)``, which returns ``(stream, data_ring)``
+    with ``n_chunks`` chunks (the same ones each time) in its free ring."""
+    recv = api.spead2.recv
+    if place == "placement":   # ours only: the declarative placement
+        placement = recv.ChunkPlacement(chunk_item=TIMESTAMP_ID, chunk_step=heaps_per_chunk,
+                                        axes=[("chunk", heaps_per_chunk, 1)],
+                                        heap_size=heap_size)
+        chunk_config = recv.ChunkStreamConfig(place=placement, max_chunks=max_chunks)
+    else:
+        chunk_config = recv.ChunkStreamConfig(
+            items=[TIMESTAMP_ID, api.spead2.HEAP_LENGTH_ID], max_chunks=max_chunks,
+            place=numba_place(heaps_per_chunk, heap_size))
+    chunks = [recv.Chunk(data=np.zeros(heap_size * heaps_per_chunk, np.uint8),
+                         present=np.zeros(heaps_per_chunk, np.uint8)) for _ in range(n_chunks)]
+    for c in chunks:   # touch every page before measuring
+        c.data.fill(1)
+
+    def make_stream(thread_pool):
+        data_ring = recv.ChunkRingbuffer(n_chunks)
+        free_ring = recv.ChunkRingbuffer(n_chunks)
+        stream = recv.ChunkRingStream(thread_pool, recv.StreamConfig(max_heaps=4), chunk_config,
+                                      data_ring, free_ring)
+        while chunks:
+            stream.add_free_chunk(chunks.pop())
+        return stream, data_ring
+
+    def take_back(stream):
+        """After ``stream.stop()``: its chunks, back for the next stream."""
+        chunks.extend(stream.free_ringbuffer)
+        chunks.extend(stream.data_ringbuffer)
+
+    make_stream.take_back = take_back
+
+    return make_stream
+
+
+def drain_chunks(stream, data_ring, timeout, stop_flag=None):
+    """Consume every chunk (giving each back), in a helper thread, at most
+    ``timeout`` s; returns ``(heaps present, chunks, how it ended)``."""
+    counts = [0, 0]
+
+    def on_chunk(chunk):
+        counts[0] += int(np.count_nonzero(chunk.present))
+        counts[1] += 1
+        stream.add_free_chunk(chunk)
+
+    class Iterate:  # consume() iterates its argument and calls stop() on it
+        def __iter__(self):
+            return iter(data_ring)
+
+        def stop(self):
+            stream.stop()
+
+    end = consume(None, Iterate(), on_chunk, timeout, stop_flag)
+    return counts[0], counts[1], end
+
+
+def scenario_chunk_buffer(api, path, heap_size, n_heaps, heaps_per_chunk=64, place="numba",
+                          max_chunks=4, n_chunks=8, min_reps=3, max_reps=40, budget=3.0):
+    """Receive a file of packets from memory into chunks; every repetition
+    is a fresh stream on the same chunks. Reports each repetition's heaps/s."""
+    with open(path, "rb") as f:
+        data = f.read()
+    tp = api.thread_pool()
+    make_stream = chunk_stream_parts(api, heap_size, heaps_per_chunk, place, max_chunks,
+                                     n_chunks)
+    got = []
+    cpu = []
+
+    def once():
+        stream, data_ring = make_stream(tp)
+        heaps = 0
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        stream.add_buffer_reader(data)
+        # consumed here, not in a helper thread, so that the time is exact;
+        # the buffer's end stops the data ring (the process has a time limit)
+        for chunk in data_ring:
+            heaps += int(np.count_nonzero(chunk.present))
+            stream.add_free_chunk(chunk)
+        elapsed = time.perf_counter() - t0
+        cpu.append(time.process_time() - c0)
+        got.append(heaps)
+        stream.stop()
+        make_stream.take_back(stream)
+        return elapsed
+
+    once()   # warm-up: first use of the code paths and of the input's pages
+    del cpu[:]
+    times = repeat(once, min_reps, max_reps, budget)
+    rates = sorted(n_heaps / t for t in times)
+    # CPU time of every thread (worker and consumer): less at the mercy of
+    # other load on the machine than the elapsed time
+    cpu_rates = sorted(n_heaps / t for t in cpu if t > 0)
+    return {"heaps_per_s": rates[-1], "rates": rates, "cpu_rates": cpu_rates, "heaps": min(got),
+            "expected_heaps": n_heaps, "reps": len(times),
+            "gbps": heap_size * n_heaps / min(times) / 1e9}
+
+
+def scenario_chunk_recv_udp(api, heap_size, heaps_per_chunk=64, place="numba", max_chunks=4,
+                            n_chunks=16, max_size=9200, buffer_size=16 << 20, timeout=60.0):
+    """Receive into chunks over UDP loopback until the end heap, SIGTERM or
+    ``timeout``. Prints the bound port on its own line first, for the runner."""
+    stop_flag = [False]
+    signal.signal(signal.SIGTERM, lambda *a: stop_flag.__setitem__(0, True))
+    make_stream = chunk_stream_parts(api, heap_size, heaps_per_chunk, place, max_chunks,
+                                     n_chunks)
+    stream, data_ring = make_stream(api.thread_pool())
+    port = bind_udp(api, stream, UDP_HOST, max_size, buffer_size)
+    print(port, flush=True)
+    heaps, chunks, end = drain_chunks(stream, data_ring, timeout, stop_flag)
+    return {"heaps": heaps, "chunks": chunks, "end": end}
+
+
+def scenario_chunk_send_udp(api, port, heap_size, n_heaps, rate=0.0, max_packet_size=8972,
+                            end_heaps=3):
+    """Send the heaps of :func:`chunk_heaps` (built beforehand) to
+    127.0.0.1:``port`` at ``rate`` bytes/s (0: unlimited)."""
+    stream = api.udp_stream(api.thread_pool(), UDP_HOST, port,
+                            api.send_config(max_packet_size, rate=rate))
+    heaps = list(chunk_heaps(api, heap_size, n_heaps))
+    end = heaps.pop()
+    start = time.perf_counter()
+    for heap in heaps:
+        stream.send_heap(heap)
+    elapsed = time.perf_counter() - start
+    for _ in range(end_heaps):  # several, in case the receiver drops one
+        stream.send_heap(end)
+        time.sleep(0.01)
+    return {"gbps": heap_size * n_heaps / elapsed / 1e9, "heaps_per_s": n_heaps / elapsed}
+
+
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items()
              if name.startswith("scenario_")}
 
