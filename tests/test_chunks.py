@@ -525,6 +525,34 @@ def test_stop_while_waiting_for_a_free_chunk():
         free_ring.get_nowait()
 
 
+def test_free_ring_stopped_while_the_stream_waits():
+    """The stream waits for chunk 0; stopping the free ring lets it go on
+    with no chunks: every heap is dropped, silently, and the data ring
+    stops at the end of the input."""
+    stream, data_ring, free_ring = make_stream(max_chunks=2, free=0)
+    stream.add_buffer_reader(b"".join(heaps((0, 0), (1, 1), (2, 2), (0, 3))))
+    assert data_ring.empty()
+    assert free_ring.stop() is True
+    with pytest.raises(spead2.Stopped):
+        next_chunk(data_ring)
+    stats = stream.stats
+    assert stats["heaps"] == 4
+    assert (stats["rejected_heaps"], stats["too_old_heaps"]) == (0, 1)
+    stream.stop()
+
+
+def test_thread_pool_stopped_while_the_stream_waits():
+    pool = spead2.ThreadPool()
+    stream, data_ring, free_ring = make_stream(max_chunks=2, free=0, thread_pool=pool)
+    stream.add_buffer_reader(b"".join(heaps((0, 0), (1, 1))))
+    pool.stop()     # ends the stream: both rings stop, nothing waits any more
+    with pytest.raises(spead2.Stopped):
+        next_chunk(data_ring)
+    with pytest.raises(spead2.Stopped):
+        free_ring.put_nowait(make_chunk(64, 4))
+    stream.stop()
+
+
 def test_constructor_adds_a_producer():
     data_ring, free_ring = ChunkRingbuffer(2), ChunkRingbuffer(2)
     stream = ChunkRingStream(spead2.ThreadPool(), StreamConfig(), direct_config(),
@@ -539,9 +567,14 @@ def test_constructor_adds_a_producer():
 def test_forced_options():
     """A chunk stream rejects heaps without HEAP_LENGTH, whatever the config."""
     packets = P.heap_packets(1, bytes(16), 16, items=[(True, DIRECT, 0)], with_length=False)
-    config = StreamConfig(allow_unsized_heaps=True, memcpy=spead2.MEMCPY_NONTEMPORAL)
-    result = run(packets + heap(2, 0, 1), direct_config(1), config=config)
+    pool = spead2.MemoryPool(16, 1024, 4, 4)
+    config = StreamConfig(allow_unsized_heaps=True, memcpy=spead2.MEMCPY_NONTEMPORAL,
+                          memory_allocator=pool)
+    payload = bytes(range(256)) * 2
+    big = direct_heap(2, payload, 64, chunk=0, index=1, offset=64)   # copied by the chosen memcpy
+    result = run(packets + big, direct_config(1), config=config, data_bytes=1024)
     assert result.chunks[0].present == b"\0\1\0\0"
+    assert result.chunks[0].data[64:576] == payload
     assert result.stats["heaps"] == 1
 
 

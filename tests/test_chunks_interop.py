@@ -21,8 +21,8 @@ pytest.importorskip("scipy")
 import packets as P  # noqa: E402
 import spead2  # noqa: E402
 import spead2.recv  # noqa: E402
-from chunk_support import (prog, random_direct_stream, drain, make_chunk,  # noqa: E402
-                           Snap)
+from chunk_support import (Snap, direct_heap, drain, make_chunk, prog,  # noqa: E402
+                           random_direct_stream)
 from refimpl import RefProcess  # noqa: E402
 
 import sys  # noqa: E402
@@ -98,6 +98,21 @@ def test_same_program_same_chunks(ref_python, tmp_path):
     assert sum(r["stats"]["too_old_heaps"] for r in ours) > 0
     assert sum(r["stats"]["rejected_heaps"] for r in ours) > 0
     assert sum(r["stats"]["custom_count"] for r in ours) > 0
+
+
+def test_same_program_chunk_ids_near_the_top(ref_python, tmp_path):
+    """Chunk ids up to 2**63 - 1: jumps there, back-fill below, too old."""
+    path = tmp_path / "top.bin"
+    pkts = []
+    for cnt, (below_max, index) in enumerate([(10**12, 0), (5, 1), (0, 2), (3, 3), (1, 0),
+                                              (2, 1), (9, 2), (0, 3)], 1):
+        pkts += direct_heap(cnt, bytes([cnt]) * 32, chunk=below_max, index=index,
+                            offset=32 * index, top=8)
+    path.write_bytes(b"".join(pkts))
+    scenarios = [direct_scenario(path, 0, max_chunks=m, name=f"top {m}") for m in (1, 3, 4)]
+    ours, ref = run_both(ref_python, tmp_path, scenarios)
+    compare(ours, ref, scenarios)
+    assert ours[2]["chunks"][-1][0] == 2**63 - 1
 
 
 def test_same_program_reordered_packets(ref_python, tmp_path):

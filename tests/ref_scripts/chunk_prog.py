@@ -62,7 +62,8 @@ DIRECT_ITEMS = [
     0x1007,  # value (default 1)
     0x1008,  # present: maximum instead of sum
     0x1009,  # chunk_id = -value (negative chunk ids)
-    0x100A,  # bit mask: 1 heap_offset, 2 heap_index, 4 extra_offset are 2**64 - value
+    0x100A,  # bit mask: 1 heap_offset, 2 heap_index, 4 extra_offset are 2**64 - value;
+             # 8 chunk_id is 2**63 - 1 - value
 ]
 N_DIRECT = len(DIRECT_ITEMS)
 
@@ -78,6 +79,8 @@ def place_direct(data_ptr, data_size, user_data):
         data[0].chunk_id = items[0]
     if items[9] >= 0:
         data[0].chunk_id = -items[9]
+    if top & 8 and items[0] >= 0:
+        data[0].chunk_id = numba.int64(0x7FFFFFFFFFFFFFFF) - items[0]
     if items[1] >= 0:
         data[0].heap_index = items[1]
         if top & 2:
