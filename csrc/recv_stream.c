@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ------------------------------------------------------------------ */
 /* logging */
@@ -137,6 +138,53 @@ static void merge_batch_stats(recv_stream *s)
     }
 }
 
+/* A chunk stream's lock is free again: wake statistics readers. */
+static void stats_unlocked(recv_stream *s)
+{
+    if (!s->chunker || !__atomic_load_n(&s->stats_readers, __ATOMIC_SEQ_CST))
+        return;
+    pthread_mutex_lock(&s->stats_lock);
+    pthread_cond_broadcast(&s->stats_cond);
+    pthread_mutex_unlock(&s->stats_lock);
+}
+
+/* Stream lock held: the worker is about to wait for (or is done waiting
+ * for) its chunk manager. */
+static void chunk_wait(recv_stream *s, int waiting)
+{
+    pthread_mutex_lock(&s->stats_lock);
+    if (waiting)
+        memcpy(s->published, s->stats, s->config.n_stats * sizeof(uint64_t));
+    s->chunk_waiting = waiting;
+    pthread_cond_broadcast(&s->stats_cond);
+    pthread_mutex_unlock(&s->stats_lock);
+}
+
+/* The chunker's view of the chunk manager: the same, with its waits marked. */
+static spead_chunk *chunk_allocate(void *ctx, int64_t chunk_id)
+{
+    recv_stream *s = ctx;
+    chunk_wait(s, 1);
+    spead_chunk *c = s->config.chunk_manager.allocate(s->config.chunk_manager.ctx, chunk_id);
+    chunk_wait(s, 0);
+    return c;
+}
+
+static void chunk_ready(void *ctx, spead_chunk *c)
+{
+    recv_stream *s = ctx;
+    chunk_wait(s, 1);
+    s->config.chunk_manager.ready(s->config.chunk_manager.ctx, c);
+    chunk_wait(s, 0);
+}
+
+static void chunk_head_updated(void *ctx, uint64_t head)
+{
+    recv_stream *s = ctx;
+    if (s->config.chunk_manager.head_updated)
+        s->config.chunk_manager.head_updated(s->config.chunk_manager.ctx, head);
+}
+
 int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
 {
     pthread_mutex_lock(&s->lock);
@@ -183,6 +231,7 @@ int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
     }
     merge_batch_stats(s);
     pthread_mutex_unlock(&s->lock);
+    stats_unlocked(s);
     if (end) {
         recv_stream_end_of_input(s);
         return RECV_BATCH_DONE;
@@ -216,8 +265,9 @@ recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
     spead_logq_init(&s->log);
     s->stats = calloc(config->n_stats, sizeof(uint64_t));
     s->batch_stats = calloc(config->n_stats, sizeof(uint64_t));
+    s->published = calloc(config->n_stats, sizeof(uint64_t));
     s->stat_modes = calloc(config->n_stats, 1);
-    if (!s->stats || !s->batch_stats || !s->stat_modes)
+    if (!s->stats || !s->batch_stats || !s->published || !s->stat_modes)
         goto fail;
     for (size_t i = 0; i < config->n_stats; i++) {
         if (config->stat_modes)
@@ -227,8 +277,13 @@ recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
     }
     spead_assembler_config assembly = config->assembly;
     if (config->chunks) {
-        s->chunker = spead_chunker_new(config->chunks, &config->chunk_manager, s->batch_stats,
-                                       &s->log);
+        spead_chunk_manager waits = {
+            .allocate = chunk_allocate,
+            .ready = chunk_ready,
+            .head_updated = chunk_head_updated,
+            .ctx = s,
+        };
+        s->chunker = spead_chunker_new(config->chunks, &waits, s->batch_stats, &s->log);
         if (!s->chunker)
             goto fail;
         /* a heap's place in its chunk needs its length from the start */
@@ -245,6 +300,8 @@ recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
     s->refs = 1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle_cond, NULL);
+    pthread_mutex_init(&s->stats_lock, NULL);
+    pthread_cond_init(&s->stats_cond, NULL);
     tpool_incref(tp);
     s->tp = tp;
     s->started = !config->explicit_start;
@@ -268,6 +325,7 @@ fail:
         config->chunk_manager.release(config->chunk_manager.ctx);
     free(s->stats);
     free(s->batch_stats);
+    free(s->published);
     free(s->stat_modes);
     spead_logq_destroy(&s->log);
     free(s);
@@ -323,12 +381,15 @@ void recv_stream_decref(recv_stream *s)
     spead_chunker_free(s->chunker);
     free(s->stats);
     free(s->batch_stats);
+    free(s->published);
     free(s->stat_modes);
     spead_ring_destroy(&s->ring, free_heap_item);
     spead_logq_destroy(&s->log);
     tpool_decref(s->tp);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->idle_cond);
+    pthread_mutex_destroy(&s->stats_lock);
+    pthread_cond_destroy(&s->stats_cond);
     free(s);
 }
 
@@ -423,6 +484,7 @@ static void shut_down(recv_stream *s)
     s->stopping_readers = 2;
     pthread_cond_broadcast(&s->idle_cond);
     pthread_mutex_unlock(&s->lock);
+    stats_unlocked(s);
     spead_ring_stop(&s->ring);
 }
 
@@ -452,9 +514,41 @@ int recv_stream_pop(recv_stream *s, spead_heap **out, int timeout_ms)
 
 void recv_stream_get_stats(recv_stream *s, uint64_t *out)
 {
-    pthread_mutex_lock(&s->lock);
-    memcpy(out, s->stats, s->config.n_stats * sizeof(uint64_t));
-    pthread_mutex_unlock(&s->lock);
+    size_t size = s->config.n_stats * sizeof(uint64_t);
+    if (!s->chunker) {
+        pthread_mutex_lock(&s->lock);
+        memcpy(out, s->stats, size);
+        pthread_mutex_unlock(&s->lock);
+    } else {
+        /* the worker may hold the lock while it waits for chunks: take the
+         * statistics as that wait began rather than wait for it */
+        pthread_mutex_lock(&s->stats_lock);
+        __atomic_add_fetch(&s->stats_readers, 1, __ATOMIC_SEQ_CST);
+        for (;;) {
+            if (s->chunk_waiting) {
+                memcpy(out, s->published, size);
+                break;
+            }
+            if (pthread_mutex_trylock(&s->lock) == 0) {
+                memcpy(out, s->stats, size);
+                pthread_mutex_unlock(&s->lock);
+                break;
+            }
+            /* woken when a batch ends or a wait begins; other holders of
+             * the lock are brief, so look again after a while anyway (a
+             * jump of the wall clock only makes that sooner or later) */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 2000000;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&s->stats_cond, &s->stats_lock, &ts);
+        }
+        __atomic_sub_fetch(&s->stats_readers, 1, __ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&s->stats_lock);
+    }
     out[SPEAD_STAT_LOG_SUPPRESSED] = spead_logq_dropped(&s->log);
 }
 

@@ -91,6 +91,14 @@ struct recv_stream {
     uint64_t *batch_stats;     /* custom statistics of the batch under way */
     uint8_t *stat_modes;
     spead_chunker *chunker;    /* chunk streams only */
+    /* A chunk stream's worker may wait for its chunk manager (a free chunk,
+     * room in the data ring) while it holds ``lock``: statistics are then
+     * read from ``published``, the copy taken as the wait began. */
+    pthread_mutex_t stats_lock;
+    pthread_cond_t stats_cond; /* with stats_lock: a wait began, or a batch ended */
+    uint64_t *published;       /* stats_lock */
+    int chunk_waiting;         /* stats_lock */
+    int stats_readers;         /* stats_lock: get_stats calls waiting for ``lock`` */
     int stop_requested;        /* no new data is accepted */
     int stopping_readers;      /* a thread is closing the readers */
     int started;               /* readers may run (always, without explicit start) */
