@@ -387,6 +387,10 @@ void tpool_stop(tpool_t *tp)
     ssize_t r = write(tp->wakefd, &n, sizeof(n));
     (void) r;
     pthread_mutex_unlock(&tp->lock);
+    /* the hooks end the streams before the workers are joined: a chunk
+     * stream's worker may be waiting for a free chunk or for room in the
+     * data ring, which only stopping the stream (its rings) ends */
+    run_stop_hooks(tp);
     pthread_t self = pthread_self();
     for (int i = 0; i < tp->nthreads; i++) {
         if (pthread_equal(tp->threads[i], self))
