@@ -10,6 +10,7 @@ both implementations."""
 import ctypes
 import gc
 import logging
+import os
 import random
 import socket
 import sys
@@ -30,7 +31,7 @@ pytest.importorskip("scipy")
 import packets as P  # noqa: E402
 from chunk_support import (Snap, direct_config, direct_heap, drain, make_chunk,  # noqa: E402
                            next_chunk, run, snap, window_model)
-from conftest import wait_for  # noqa: E402
+from conftest import _kernel_waits_on_futex, wait_for  # noqa: E402
 
 CUSTOM = spead2.recv.stream_stat_indices.CUSTOM
 
@@ -416,6 +417,62 @@ def test_empty_free_ring_makes_the_stream_wait():
     stream.stop()
 
 
+def _threads_in_futex():
+    """Native ids of this process's threads asleep in futex(2) (mutex and
+    condition waits)."""
+    out = set()
+    for tid in os.listdir("/proc/self/task"):
+        if _kernel_waits_on_futex(int(tid)):
+            out.add(int(tid))
+    return out
+
+
+def _python_threads():
+    return {t.native_id for t in threading.enumerate()}
+
+
+def test_stats_while_the_stream_waits_for_a_free_chunk():
+    """Reading stats must not wait for the worker, which holds the stream
+    while it waits for a free chunk: a consumer that reads stats before
+    giving a chunk back would hang. (spead2 keeps statistics under their
+    own lock.)"""
+    from refimpl import call_with_timeout
+    stream, data_ring, free_ring = make_stream(max_chunks=1, free=0,
+                                               free_ring=ChunkRingbuffer(4))
+    before = _threads_in_futex() | _python_threads()
+    stream.add_buffer_reader(b"".join(heaps((0, 0), (1, 0), (2, 0))))
+    # a pool worker is now asleep on the free ring
+    assert wait_for(lambda: bool(_threads_in_futex() - before))
+    stats = call_with_timeout(lambda: stream.stats, 10, "stats while waiting for a chunk")
+    assert stats["heaps"] == 0
+    chunks = [make_chunk(64, 4) for _ in range(3)]
+    stream.add_free_chunk(chunks[0])
+    # chunk 0 leaves; the worker waits for a chunk for id 1
+    assert next_chunk(data_ring) is chunks[0]
+    call_with_timeout(lambda: stream.stats, 10, "stats while waiting for a chunk")
+    stream.add_free_chunk(chunks[1])
+    stream.add_free_chunk(chunks[2])
+    assert [next_chunk(data_ring).chunk_id for _ in range(2)] == [1, 2]
+    with pytest.raises(spead2.Stopped):
+        next_chunk(data_ring)
+    assert stream.stats["heaps"] == 3
+    stream.stop()
+
+
+def test_stats_while_the_stream_waits_on_a_full_data_ring():
+    from refimpl import call_with_timeout
+    stream, data_ring, free_ring = make_stream(max_chunks=1, free=4, data=1)
+    stream.add_buffer_reader(b"".join(heaps(*[(i, 0) for i in range(4)])))
+    assert wait_for(data_ring.full)
+    # the worker waits to put chunk 1 (or 2) while the consumer reads stats
+    for _ in range(4):
+        call_with_timeout(lambda: stream.stats, 10, "stats while the data ring is full")
+        stream.add_free_chunk(next_chunk(data_ring))
+    with pytest.raises(spead2.Stopped):
+        next_chunk(data_ring)
+    stream.stop()
+
+
 def test_stopped_free_ring_drops_heaps_silently():
     stream, data_ring, free_ring = make_stream(max_chunks=2, free=1, data=4)
     free_ring.stop()
@@ -541,13 +598,20 @@ def test_free_ring_stopped_while_the_stream_waits():
     stream.stop()
 
 
-def test_thread_pool_stopped_while_the_stream_waits():
+@pytest.mark.parametrize("waits_for", ["a free chunk", "room in the data ring"])
+def test_thread_pool_stopped_while_the_stream_waits(waits_for):
+    """Stopping the pool ends a stream whose worker waits on a ring: the
+    stream is stopped (both rings) before the workers are joined."""
+    from refimpl import call_with_timeout
     pool = spead2.ThreadPool()
-    stream, data_ring, free_ring = make_stream(max_chunks=2, free=0, thread_pool=pool)
-    stream.add_buffer_reader(b"".join(heaps((0, 0), (1, 1))))
-    pool.stop()     # ends the stream: both rings stop, nothing waits any more
-    with pytest.raises(spead2.Stopped):
-        next_chunk(data_ring)
+    free = 0 if waits_for == "a free chunk" else 3
+    stream, data_ring, free_ring = make_stream(max_chunks=1, free=free, data=1,
+                                               thread_pool=pool)
+    before = _threads_in_futex() | _python_threads()
+    stream.add_buffer_reader(b"".join(heaps((0, 0), (1, 1), (2, 2))))
+    assert wait_for(lambda: bool(_threads_in_futex() - before))
+    call_with_timeout(pool.stop, 10, "ThreadPool.stop")
+    assert len(drain(data_ring)) == (0 if free == 0 else 1)
     with pytest.raises(spead2.Stopped):
         free_ring.put_nowait(make_chunk(64, 4))
     stream.stop()
