@@ -13,7 +13,6 @@ import logging
 import os
 import random
 import socket
-import sys
 import threading
 import weakref
 
@@ -29,7 +28,7 @@ pytest.importorskip("numba")
 pytest.importorskip("scipy")
 
 import packets as P  # noqa: E402
-from chunk_support import (Snap, direct_config, direct_heap, drain, make_chunk,  # noqa: E402
+from chunk_support import (direct_config, direct_heap, drain, make_chunk,  # noqa: E402
                            next_chunk, run, snap, window_model)
 from conftest import _kernel_waits_on_futex, wait_for  # noqa: E402
 
