@@ -174,24 +174,33 @@ def bench_recv_small(runner, s, work):
                               s["budget"], s["rounds"])
 
 
-def udp_trial(runner, impl, rate_gbps, n_heaps):
-    """Reference sender -> ``impl`` receiver; returns the trial's record."""
+# What a UDP trial runs: the receiver's scenario and parameters, and the
+# sender's side, scenario and parameters (the rate and heap count come per trial).
+RECV_UDP = {"rx": "recv_udp", "rx_params": {"heap_size": MiB, "timeout": 60.0},
+            "tx_impl": "ref", "tx": "send_udp",
+            "tx_params": {"heap_size": MiB, "max_packet_size": JUMBO},
+            "heap_size": MiB, "min_heaps": 64, "max_heaps": 1024}
+
+
+def udp_trial(runner, impl, rate_gbps, n_heaps, kind=RECV_UDP):
+    """One sender -> ``impl`` receiver trial (by default the reference
+    sender and a heap receiver); returns the trial's record."""
     record = {"rate_gbps": rate_gbps, "sent": n_heaps}
     try:
-        rx = runner.start(impl, "recv_udp", heap_size=MiB, timeout=60.0)
+        rx = runner.start(impl, kind["rx"], **kind["rx_params"])
     except RuntimeError as exc:
         return dict(record, ok=False, error=str(exc))
     with rx:
         try:
-            line = rx.readline(30.0)
+            line = rx.readline(60.0)
         except refimpl.RefScriptError as exc:
             return dict(record, ok=False, error=short_error(exc))
         if not line.isdigit():  # the receiver failed and printed its result instead
             result = parse_result(1, line, "")
             return dict(record, ok=False, error=result.get("error", line))
         port = int(line)
-        tx = runner.run("ref", "send_udp", port=port, heap_size=MiB, n_heaps=n_heaps,
-                        rate=rate_gbps * 1e9, max_packet_size=JUMBO)
+        tx = runner.run(kind["tx_impl"], kind["tx"], port=port, n_heaps=n_heaps,
+                        rate=rate_gbps * 1e9, **kind["tx_params"])
         record["sender"] = tx
         try:
             out = rx.finish(timeout=30.0, terminate_after=3.0)
@@ -204,29 +213,31 @@ def udp_trial(runner, impl, rate_gbps, n_heaps):
     return record
 
 
-def udp_sweep(runner, s, order):
+def udp_sweep(runner, s, order, kind=RECV_UDP):
     """One rising-rate sweep for each receiver, then one unthrottled trial each."""
     trials = {"ref": [], "ours": []}
     lossy_in_a_row = {"ref": 0, "ours": 0}
     for rate in s["rates"]:
-        n = int(min(max(rate * 1e9 * s["seconds"] / MiB, 64), 1024))
+        n = int(min(max(rate * 1e9 * s["seconds"] / kind["heap_size"], kind["min_heaps"]),
+                    kind["max_heaps"]))
         for impl in order:
             if lossy_in_a_row[impl] >= 2 or (trials[impl] and not trials[impl][-1].get("ok")):
                 continue
-            t = udp_trial(runner, impl, rate, n)
+            t = udp_trial(runner, impl, rate, n, kind)
             trials[impl].append(t)
             lossy_in_a_row[impl] = lossy_in_a_row[impl] + 1 if t.get("lost") else 0
-    unthrottled = {impl: udp_trial(runner, impl, 0.0, s["unthrottled_heaps"]) for impl in order}
+    unthrottled = {impl: udp_trial(runner, impl, 0.0, s["unthrottled_heaps"], kind)
+                   for impl in order}
     return {"trials": trials, "unthrottled": unthrottled}
 
 
-def bench_recv_udp(runner, s, work):
+def bench_recv_udp(runner, s, work, kind=RECV_UDP):
     # Two processes share two cores here, so one sweep is at the mercy of the
     # scheduler: repeat it, alternating which receiver goes first at each rate.
     sweeps = []
     for i in range(s["sweeps"]):
         order = ("ref", "ours") if i % 2 == 0 else ("ours", "ref")
-        sweeps.append(udp_sweep(runner, s, order))
+        sweeps.append(udp_sweep(runner, s, order, kind))
     return {"sweeps": sweeps}
 
 
@@ -295,54 +306,17 @@ def bench_chunk_buffer_64k(runner, s, work):
     return _bench_chunk_buffer(runner, work, "chunk_buffer_64k", 64 * KiB, s)
 
 
-def chunk_udp_trial(runner, impl, rate_gbps, n_heaps, heap_size=64 * KiB):
-    """Our sender -> ``impl``'s chunk stream (numba place callback)."""
-    record = {"rate_gbps": rate_gbps, "sent": n_heaps}
-    try:
-        rx = runner.start(impl, "chunk_recv_udp", heap_size=heap_size,
-                          heaps_per_chunk=CHUNK_HEAPS, timeout=60.0)
-    except RuntimeError as exc:
-        return dict(record, ok=False, error=str(exc))
-    with rx:
-        try:
-            line = rx.readline(60.0)
-        except refimpl.RefScriptError as exc:
-            return dict(record, ok=False, error=short_error(exc))
-        if not line.isdigit():
-            result = parse_result(1, line, "")
-            return dict(record, ok=False, error=result.get("error", line))
-        tx = runner.run("ours", "chunk_send_udp", port=int(line), heap_size=heap_size,
-                        n_heaps=n_heaps, rate=rate_gbps * 1e9, max_packet_size=JUMBO)
-        record["sender"] = tx
-        try:
-            out = rx.finish(timeout=30.0, terminate_after=3.0)
-            result = parse_result(0, out, "")
-        except refimpl.RefScriptError as exc:
-            result = {"ok": False, "error": short_error(exc)}
-    record.update(result)
-    if result.get("ok"):
-        record["lost"] = n_heaps - result["heaps"]
-    return record
+# Our sender -> a chunk stream with a numba place callback on either side.
+CHUNK_UDP = {"rx": "chunk_recv_udp",
+             "rx_params": {"heap_size": 64 * KiB, "heaps_per_chunk": CHUNK_HEAPS,
+                           "timeout": 60.0},
+             "tx_impl": "ours", "tx": "chunk_send_udp",
+             "tx_params": {"heap_size": 64 * KiB, "max_packet_size": JUMBO},
+             "heap_size": 64 * KiB, "min_heaps": 256, "max_heaps": 8192}
 
 
 def bench_chunk_udp(runner, s, work):
-    sweeps = []
-    for i in range(s["sweeps"]):
-        order = ("ref", "ours") if i % 2 == 0 else ("ours", "ref")
-        trials = {"ref": [], "ours": []}
-        lossy_in_a_row = {"ref": 0, "ours": 0}
-        for rate in s["rates"]:
-            n = int(min(max(rate * 1e9 * s["seconds"] / (64 * KiB), 256), 8192))
-            for impl in order:
-                if lossy_in_a_row[impl] >= 2 or (trials[impl] and not trials[impl][-1].get("ok")):
-                    continue
-                t = chunk_udp_trial(runner, impl, rate, n)
-                trials[impl].append(t)
-                lossy_in_a_row[impl] = lossy_in_a_row[impl] + 1 if t.get("lost") else 0
-        unthrottled = {impl: chunk_udp_trial(runner, impl, 0.0, s["unthrottled_heaps"])
-                       for impl in order}
-        sweeps.append({"trials": trials, "unthrottled": unthrottled})
-    return {"sweeps": sweeps}
+    return bench_recv_udp(runner, s, work, CHUNK_UDP)
 
 
 # ---------------------------------------------------------------------------
@@ -392,6 +366,15 @@ def lossless_rate(trials):
         sender = t.get("sender") or {}
         best = max(best, sender.get("gbps") if sender.get("ok") else t["rate_gbps"])
     return best
+
+
+def unthrottled_loss(sweeps, impl):
+    """``(percent of heaps lost, the sender's rates)`` over the unthrottled
+    trials of ``impl`` that ran; the percentage is None if none did."""
+    un = [sw["unthrottled"][impl] for sw in sweeps if sw["unthrottled"][impl].get("ok")]
+    sent = sum(t["sent"] for t in un)
+    speeds = [t["sender"]["gbps"] for t in un if (t.get("sender") or {}).get("ok")]
+    return (100.0 * sum(t["lost"] for t in un) / sent if sent else None), speeds
 
 
 def median_or_none(values):
@@ -462,11 +445,7 @@ def build_report(results, meta, errors):
                     f"| GB/s | {fmt_rate(best['ref'], 'GB/s')} | "
                     f"{fmt_rate(best['ours'], 'GB/s')} | {fmt_ratio(best['ours'], best['ref'])} | "
                     f"{fmt_rss(rss['ref'])} | {fmt_rss(rss['ours'])} |")
-        loss = {}
-        for impl in ("ref", "ours"):
-            un = [sw["unthrottled"][impl] for sw in sweeps if sw["unthrottled"][impl].get("ok")]
-            sent = sum(t["sent"] for t in un)
-            loss[impl] = 100.0 * sum(t["lost"] for t in un) / sent if sent else None
+        loss = {impl: unthrottled_loss(sweeps, impl)[0] for impl in ("ref", "ours")}
         un_rss = {impl: max((sw["unthrottled"][impl] for sw in sweeps
                              if sw["unthrottled"][impl].get("ok")),
                             key=lambda t: t.get("maxrss_kib", 0), default=None)
@@ -559,13 +538,14 @@ def chunk_report(results):
         if name not in results:
             continue
         pair = results[name]
-        reps = sum(len(pair[k].get("rates", [])) for k in pair if pair[k].get("ok"))
         for key, what in (("ours", "numba place callback on both sides"),
                           ("ours_placement", "ours with a `ChunkPlacement`, the reference "
                                              "with its numba callback")):
             for rate_key, unit in (("rates", "M heaps/s"), ("cpu_rates", "M heaps per CPU s")):
-                label = (f"Chunk receive from a buffer, {size}, {CHUNK_HEAPS} per chunk, {what}"
-                         if rate_key == "rates" else "... per second of CPU time (all threads)")
+                reps = "/".join(str(len(pair[k].get("rates", []))) for k in ("ref", key))
+                label = (f"Chunk receive from a buffer, {size}, {CHUNK_HEAPS} per chunk, {what} "
+                         f"({reps} repetitions)" if rate_key == "rates"
+                         else "... per second of CPU time (all threads)")
                 rows.append(f"| {label} | {unit} | {fmt_spread(pair['ref'], rate_key)} | "
                             f"{fmt_spread(pair[key], rate_key)} | "
                             f"{spread_ratio(pair[key], pair['ref'], rate_key)} | "
@@ -585,11 +565,8 @@ def chunk_report(results):
                     f"{fmt_ratio(best['ours'], best['ref'])} | | |")
         loss = {}
         for impl in ("ref", "ours"):
-            un = [sw["unthrottled"][impl] for sw in sweeps if sw["unthrottled"][impl].get("ok")]
-            sent = sum(t["sent"] for t in un)
-            speeds = [t["sender"]["gbps"] for t in un if (t.get("sender") or {}).get("ok")]
-            loss[impl] = ("n/a" if not sent else
-                          f"{100.0 * sum(t['lost'] for t in un) / sent:.1f} (sent at "
+            percent, speeds = unthrottled_loss(sweeps, impl)
+            loss[impl] = ("n/a" if percent is None else f"{percent:.1f} (sent at "
                           + ", ".join(f"{v:.2f}" for v in speeds) + " GB/s)")
         rows.append(f"| ... our sender unthrottled: heaps lost | % | {loss['ref']} | "
                     f"{loss['ours']} | | | |")

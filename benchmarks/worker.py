@@ -381,25 +381,17 @@ def scenario_gen_chunk_bytes(api, path, heap_size, n_heaps, max_packet_size):
 
 def numba_place(heaps_per_chunk, heap_size):
     """The usual place callback, in numba: chunk ``timestamp // heaps_per_chunk``,
-    slot ``timestamp % heaps_per_chunk``; heaps of another size are dropped."""
-    import numba
+    slot ``timestamp % heaps_per_chunk``; heaps of another size are dropped.
+    It is the "timestamp" callback of the tests' chunk program, which both
+    implementations run there too."""
+    import importlib.util
     import scipy
-    from numba import types
-    from spead2.numba import intp_to_voidptr
-    from spead2.recv.numba import chunk_place_data
-
-    @numba.cfunc(types.void(types.CPointer(chunk_place_data), types.uintp), nopython=True)
-    def place(data_ptr, data_size):
-        data = numba.carray(data_ptr, 1)
-        items = numba.carray(intp_to_voidptr(data[0].items), 2, dtype=np.int64)
-        ts = items[0]
-        if ts < 0 or items[1] != heap_size:
-            return
-        index = ts % heaps_per_chunk
-        data[0].chunk_id = ts // heaps_per_chunk
-        data[0].heap_index = index
-        data[0].heap_offset = index * heap_size
-
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
+                        "ref_scripts", "chunk_prog.py")
+    spec = importlib.util.spec_from_file_location("chunk_prog", path)
+    prog = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prog)
+    place = prog.place_timestamp(heaps_per_chunk, heap_size, False, -1)
     return scipy.LowLevelCallable(place.ctypes, signature="void (void *, size_t)")
 
 
