@@ -104,6 +104,9 @@ struct recv_stream {
 recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
                              spead_allocator *alloc);
 void recv_stream_incref(recv_stream *s);
+/* Take a reference unless the stream is already being destroyed; returns
+ * whether it did. */
+int recv_stream_try_incref(recv_stream *s);
 void recv_stream_decref(recv_stream *s);
 void recv_stream_set_allocator(recv_stream *s, spead_allocator *alloc);
 void recv_stream_set_memcpy(recv_stream *s, int nontemporal);

@@ -159,6 +159,7 @@ cdef extern from "chunk_stream.h" nogil:
         spead_chunk *(*allocate)(void *ctx, int64_t chunk_id)
         void (*ready)(void *ctx, spead_chunk *c)
         void (*head_updated)(void *ctx, uint64_t head)
+        void (*after_batch)(void *ctx)
         void (*stop)(void *ctx)
         void (*ended)(void *ctx)
         void (*release)(void *ctx)
@@ -237,3 +238,20 @@ cdef extern from "chunk_place.h" nogil:
         uint64_t heap_size
         int extra_value
     void spead_place_by_rule(spead_chunk_place_data *d, size_t size, void *user)
+
+
+cdef extern from "chunk_group.h" nogil:
+    enum:
+        SPEAD_EVICT_LOSSY
+        SPEAD_EVICT_LOSSLESS
+    ctypedef struct spead_chunk_group:
+        pass
+    spead_chunk_group *spead_chunk_group_new(size_t max_chunks, int eviction_mode,
+                                             spead_chunk_ring *data, spead_chunk_ring *free_ring)
+    void spead_chunk_group_incref(spead_chunk_group *g)
+    void spead_chunk_group_decref(spead_chunk_group *g)
+    int spead_chunk_group_add_member(spead_chunk_group *g, size_t index,
+                                     spead_chunk_manager *out)
+    void spead_chunk_group_set_member_stream(spead_chunk_group *g, size_t index, recv_stream *s)
+    void spead_chunk_group_stop(spead_chunk_group *g)
+    spead_chunk *spead_chunk_group_take_released(spead_chunk_group *g)
