@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import refimpl  # noqa: E402
 
+import e2e  # noqa: E402
+
 MiB = 1 << 20
 KiB = 1 << 10
 JUMBO = 8972
@@ -50,6 +52,8 @@ SETTINGS = {
                        {"n_heaps": 128, "budget": 0.5, "rounds": 1}),
     "send_udp_small": ({"n_heaps": 20000, "budget": 3.0, "rounds": 2},
                        {"n_heaps": 5000, "budget": 0.5, "rounds": 1}),
+    "udp_e2e": ({"packets": [JUMBO, SMALL_PACKET], "reps": 3, "max_time": 60},
+                {"packets": [JUMBO], "reps": 1, "max_time": 20}),
 }
 SCENARIO_NAMES = list(SETTINGS)
 
@@ -236,6 +240,16 @@ def bench_send_udp_small(runner, s, work):
                   max_packet_size=SMALL_PACKET, budget=s["budget"], min_reps=1, max_reps=3)
 
 
+def bench_udp_e2e(runner, s, work):
+    """Each library to itself over UDP loopback, with its own bench tool."""
+    out = {}
+    for packet in s["packets"]:
+        out[str(packet)] = e2e.run({k: str(v) for k, v in runner.pythons.items()}, runner.envs,
+                                   MiB, packet, s["reps"], s["max_time"], runner.timeout,
+                                   runner.log)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # Report.
 
@@ -253,6 +267,14 @@ def fmt_ratio(ours, ref):
     if ours is None or ref in (None, 0):
         return "n/a"
     return f"{ours / ref:.2f}"
+
+
+def fmt_spread(values):
+    """``(min-max)`` of the values that were measured."""
+    got = [v for v in values if v is not None]
+    if len(got) < 2:
+        return ""
+    return f"({min(got):.2f}-{max(got):.2f})"
 
 
 def fmt_rss(result):
@@ -378,6 +400,18 @@ def build_report(results, meta, errors):
     if "send_udp_small" in results:
         row("Send 1 KiB heaps over UDP loopback", "heaps/s", results["send_udp_small"],
             "heaps_per_s")
+    if "udp_e2e" in results:
+        for packet, runs in results["udp_e2e"].items():
+            med = {impl: median_or_none([v for v in runs[impl] if v is not None])
+                   for impl in ("ref", "ours")}
+            spread = {impl: fmt_spread(runs[impl]) for impl in ("ref", "ours")}
+            rows.append(f"| UDP loopback end to end, each library to itself with its own bench "
+                        f"tool (ours `spead2-bench`, reference `spead2_bench.py master/agent`), "
+                        f"1 MiB heaps in {packet}-byte packets: highest lossless rate, median "
+                        f"(min-max) of {len(runs['ours'])} | GB/s | "
+                        f"{fmt_rate(med['ref'], 'GB/s')} {spread['ref']} | "
+                        f"{fmt_rate(med['ours'], 'GB/s')} {spread['ours']} | "
+                        f"{fmt_ratio(med['ours'], med['ref'])} | | |")
     if rows:
         lines += ["| Scenario | Unit | Reference | Ours | Ours/Ref | Ref peak RSS | Ours peak RSS |",
                   "|---|---|---:|---:|---:|---:|---:|", *rows, ""]
