@@ -10,7 +10,12 @@ import os
 import pathlib
 import random
 import resource
+import select
+import shutil
+import signal
+import socket
 import struct
+import subprocess
 import time
 
 import pytest
@@ -19,7 +24,9 @@ import spead2
 import spead2.recv
 from spead2._errors import FilterError
 
+import itemsets
 import pcapfiles as pf
+import refimpl
 from packets import heap_packets, packet
 from refimpl import call_with_timeout
 
@@ -901,3 +908,181 @@ def test_corruption_fuzz_never_crashes_or_hangs(thread_pool, tmp_path):
     assert replay(thread_pool, good)[0] == good_expected
     # the mutations leave enough intact that some heaps still get through
     assert delivered > 0 and refused < runs
+
+
+# ---------------------------------------------------------------------------
+# Against tcpdump (libpcap's filter compiler) and the reference spead2
+
+TCPDUMP = shutil.which("tcpdump")
+needs_tcpdump = pytest.mark.skipif(TCPDUMP is None, reason="tcpdump is not installed")
+
+
+def _tcpdump_argv(*args):
+    # as root, tcpdump would switch to its own user before writing into a
+    # directory only root may enter
+    return [TCPDUMP, *(["-Z", "root"] if os.geteuid() == 0 else []), *args]
+
+
+@needs_tcpdump
+def test_filters_agree_with_tcpdump(thread_pool, tmp_path):
+    # tcpdump reads VLAN-tagged frames only after a ``vlan`` keyword (it
+    # shifts its offsets), so the comparison uses untagged frames
+    datagrams = filter_datagrams(with_vlans=False)
+    src = write(tmp_path, filter_capture(datagrams), "all.pcap")
+    compared = 0
+    for expr, _ in FILTER_CASES:
+        if "vlan" in expr or not expr.strip():
+            continue
+        out = tmp_path / "selected.pcap"
+        proc = subprocess.run(_tcpdump_argv("-r", src, "-w", str(out), expr),
+                              capture_output=True, text=True, timeout=30)
+        if "expression rejects all packets" in proc.stderr:
+            theirs = []     # libpcap refuses a filter it can prove selects nothing
+        elif proc.returncode != 0:
+            pytest.skip(f"tcpdump cannot filter a file here: {proc.stderr.strip()[-300:]}")
+        else:
+            theirs = [cnt for cnt, _ in replay(thread_pool, str(out))[0]]
+        ours = [cnt for cnt, _ in replay(thread_pool, src, expr, max_heaps=1)[0]]
+        assert ours == theirs, expr
+        compared += 1
+    assert compared > 30
+
+
+def _our_packets(itemset_name, n_heaps, max_packet_size=1472, first_cnt=1):
+    """The packets of ``n_heaps`` heaps of an item set (and the end heap),
+    from our packetiser, with cnts counting up as a stream gives them."""
+    import spead2.send
+    packets = []
+    cnt = [first_cnt]
+
+    def send_heap(heap):
+        packets.extend(spead2.send.PacketGenerator(heap, cnt[0], max_packet_size))
+        cnt[0] += 1
+
+    itemsets.send_heaps(spead2, send_heap, itemset_name, n_heaps, itemsets.make_flavour(spead2))
+    return packets
+
+
+def _ours(path, filter=""):
+    stream = spead2.recv.Stream(spead2.ThreadPool(), bug_compat=0, max_heaps=4, ring_heaps=4)
+    stream.add_udp_pcap_file_reader(path, filter)
+    return itemsets.collect_heaps(spead2, stream, TIMEOUT)
+
+
+def _theirs(ref_python, tmp_path, path, filter=""):
+    out = str(tmp_path / "ref-dump.pickle")
+    ref_python.run("recv_pcap.py", "--input", path, "--output", out, "--filter", filter,
+                   "--timeout", TIMEOUT * 0.8, timeout=TIMEOUT + 30)
+    return refimpl.load_dump(out)
+
+
+def _cnts(dump):
+    return [h["cnt"] for h in dump["heaps"]]
+
+
+INTEROP_HEAPS = 3
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("name", sorted(itemsets.ITEM_SETS))
+def test_reference_reads_our_captures_alike(ref_python, tmp_path, name):
+    frames = eth_frames(_our_packets(name, INTEROP_HEAPS))
+    path = write(tmp_path, pf.classic(frames))
+    theirs, ours = _theirs(ref_python, tmp_path, path), _ours(path)
+    itemsets.assert_dump_matches(name, theirs, INTEROP_HEAPS, context="capture -> reference: ")
+    itemsets.assert_dump_matches(name, ours, INTEROP_HEAPS, context="capture -> ours: ")
+    assert _cnts(theirs) == _cnts(ours)
+
+
+@pytest.mark.interop
+def test_reference_and_ours_filter_alike(ref_python, tmp_path):
+    wanted = _our_packets("simple", INTEROP_HEAPS)
+    # a second flow of heaps with other cnts (no descriptors, no end)
+    other = []
+    for cnt in range(1000, 1006):
+        other += heap_datagrams(cnt, size=1500, packet_payload=700)[1]
+    a = eth_frames(wanted, "10.0.0.1", "10.0.0.2", 7148, 7148)
+    b = eth_frames(other, "10.0.0.3", "10.0.0.2", 5000, 7149)
+    frames = [f for pair in zip(a, b) for f in pair] + a[len(b):] + b[len(a):]
+    path = write(tmp_path, pf.classic(frames))
+    selects_a = ["udp port 7148", "src host 10.0.0.1", "not dst port 7149",
+                 "src net 10.0.0.0/31 and dst portrange 7000-7148"]
+    selects_b = ["dst port 7149", "udp port 7148 or src host 10.0.0.3 and port 5000"]
+    for expr in selects_a + selects_b:
+        theirs, ours = _theirs(ref_python, tmp_path, path, expr), _ours(path, expr)
+        assert _cnts(theirs) == _cnts(ours), expr
+        if expr in selects_a:
+            itemsets.assert_dump_matches("simple", ours, INTEROP_HEAPS, context=expr + ": ")
+        else:   # the second: (port 7148 or host 10.0.0.3) and port 5000
+            assert _cnts(ours) == list(range(1000, 1006)), expr
+
+
+class _Tcpdump:
+    """tcpdump capturing UDP to one port on loopback into ``path``, started
+    and stopped with bounded waits."""
+
+    def __init__(self, path, port):
+        self.proc = subprocess.Popen(
+            _tcpdump_argv("-i", "lo", "-U", "-n", "-w", str(path), f"udp port {port}"),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        self.stderr = b""
+
+    def wait_listening(self, timeout=10.0):
+        """Whether tcpdump says it is capturing before ``timeout``."""
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stderr.fileno()
+        os.set_blocking(fd, False)
+        while time.monotonic() < deadline and b"listening on" not in self.stderr:
+            if self.proc.poll() is not None:
+                self.stderr += self.proc.stderr.read() or b""
+                return False
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                self.stderr += os.read(fd, 4096)
+        return b"listening on" in self.stderr
+
+    def stop(self, timeout=10.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)
+
+
+def _wait_for_bytes(path, marker, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and marker in path.read_bytes()[-4096:]:
+            return True
+        time.sleep(0.05)    # polling a file that tcpdump writes: no event to wait on
+    return False
+
+
+@pytest.mark.interop
+@needs_tcpdump
+def test_tcpdump_capture_of_the_reference_sender(ref_python, tmp_path):
+    name = "large"
+    path = tmp_path / "live.pcap"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        # a bound socket, so the kernel answers the sender with no ICMP errors
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sink.bind(("127.0.0.1", 0))
+        port = sink.getsockname()[1]
+        dump = _Tcpdump(path, port)
+        try:
+            if not dump.wait_listening():
+                pytest.skip(f"tcpdump cannot capture on lo here: {dump.stderr.decode()[-300:]}")
+            with ref_python.start_send_udp(port, name, INTEROP_HEAPS, rate=1e8) as sender:
+                sender.finish(timeout=TIMEOUT)
+            # loopback keeps order: once this is in the file, so is all before it
+            marker = b"spead2py capture marker"
+            sink.sendto(marker, ("127.0.0.1", port))
+            assert _wait_for_bytes(path, marker, 10.0), "tcpdump did not write the capture"
+        finally:
+            dump.stop()
+    theirs, ours = _theirs(ref_python, tmp_path, str(path)), _ours(str(path))
+    itemsets.assert_dump_matches(name, theirs, INTEROP_HEAPS, context="tcpdump -> reference: ")
+    itemsets.assert_dump_matches(name, ours, INTEROP_HEAPS, context="tcpdump -> ours: ")
+    assert _cnts(theirs) == _cnts(ours)
