@@ -420,6 +420,23 @@ def test_a_full_ring_pauses_the_reader_and_nothing_is_lost(thread_pool, tmp_path
     assert all(data == heap_payload(cnt, 300) for cnt, data in heaps)
 
 
+def test_a_capture_larger_than_the_mapping_window(thread_pool, tmp_path):
+    # the reader fills page tables a few MiB ahead and unmaps pages some
+    # 16 MiB behind: heaps across those edges, paused by a small ring, must
+    # still arrive intact
+    size = 1 << 20
+    frames, expected = [], []
+    for cnt in range(1, 33):
+        payload = bytes([cnt]) * 100 + os.urandom(size - 100)
+        expected.append((cnt, payload))
+        frames += eth_frames(heap_packets(cnt, payload, 8900, [(False, ITEM, 0)]))
+    data = pf.classic(frames)
+    assert len(data) > 32 << 20
+    heaps, stats = replay(thread_pool, write(tmp_path, data), ring_heaps=1)
+    assert [c for c, _ in heaps] == [c for c, _ in expected]
+    assert heaps == expected
+
+
 def test_stopping_the_stream_mid_file(thread_pool, tmp_path):
     packets = []
     for cnt in range(1, 2001):
