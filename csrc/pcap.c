@@ -20,6 +20,9 @@
 #define NG_BYTE_ORDER_MAGIC 0x1a2b3c4du
 #define NG_BLOCK_MIN 12       /* type, total length, trailing total length */
 #define NG_NO_RECORD (-1)     /* a block read that holds no packet: go on */
+/* Far more than any capture has; a file of nothing but interface blocks
+ * cannot make the table large. */
+#define PCAP_MAX_INTERFACES 65536
 
 #define ETHERTYPE_IPV4 0x0800
 #define ETHERTYPE_IPV6 0x86dd
@@ -138,8 +141,10 @@ static int ng_interface(pcap_cursor *c, const uint8_t *p, size_t total)
     if (total < 20)
         return fail(c, PCAP_NEXT_ERROR, "interface block at byte %zu is too short (%zu bytes)",
                     c->pos, total);
+    if (c->n_interfaces == PCAP_MAX_INTERFACES)
+        return fail(c, PCAP_NEXT_ERROR, "section describes more than %d interfaces",
+                    PCAP_MAX_INTERFACES);
     if (c->n_interfaces == c->cap_interfaces) {
-        /* grows with the file's content (20 bytes per interface at least) */
         size_t cap = c->cap_interfaces ? 2 * c->cap_interfaces : 4;
         pcap_interface *in = realloc(c->interfaces, cap * sizeof(*in));
         if (!in)

@@ -254,6 +254,30 @@ def test_vlan_tag_in_linux_cooked_capture(thread_pool, tmp_path):
     assert replay(thread_pool, path, "vlan 41")[0] == []
 
 
+def test_vlan_tag_in_linux_cooked_capture_v2(thread_pool, tmp_path):
+    # SLL2 puts the protocol first: a tag's TCI and the real type then lead
+    # the payload, as they follow the TPID in Ethernet
+    expected, packets = standard_heaps(1)
+    frames = []
+    for p in packets:
+        ip = pf.ipv6("fd00::1", "fd00::2", pf.PROTO_UDP, pf.udp(1, 7148, p))
+        frames.append(pf.sll2(pf.TPID_8021Q, struct.pack("!HH", 7, pf.ETHERTYPE_IPV6) + ip))
+    path = write(tmp_path, pf.classic(frames, linktype=pf.LINUX_SLL2))
+    assert replay(thread_pool, path, "vlan 7 and ip6")[0] == expected
+    assert replay(thread_pool, path, "not vlan")[0] == []
+
+
+def test_too_many_interfaces_end_the_reading(thread_pool, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="spead2")
+    expected, packets = standard_heaps(1)
+    data = pf.pcapng([pf.Section([pf.ETHERNET], [(0, f) for f in eth_frames(packets)],
+                                 extra_blocks=False)])
+    data += pf.ng_interface(pf.ETHERNET) * 65536
+    heaps, _ = replay(thread_pool, write(tmp_path, data))
+    assert heaps == expected
+    assert any("more than 65536 interfaces" in m for m in messages(caplog, logging.WARNING))
+
+
 def test_ipv6_extension_headers_are_walked(thread_pool, tmp_path):
     expected, packets = standard_heaps(2)
     chains = [
