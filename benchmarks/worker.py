@@ -199,6 +199,26 @@ def scenario_gen_bytes(api, path, heap_size, n_heaps, max_packet_size):
     return {"bytes": len(data)}
 
 
+def timed_receive(api, tp, add_reader, timeout, what):
+    """Make a stream, ``add_reader(stream)``, receive until it stops with
+    ``ItemGroup.update`` per heap; return (seconds, heaps with the payload)."""
+    ig = api.spead2.ItemGroup()
+    got = [0]
+
+    def on_heap(heap):
+        if "payload" in ig.update(heap):
+            got[0] += 1
+
+    t0 = time.perf_counter()
+    stream = api.recv_stream(tp)
+    add_reader(stream)
+    end = consume(api, stream, on_heap, timeout)
+    elapsed = time.perf_counter() - t0
+    if end != "stopped":
+        raise RuntimeError(f"{what} did not finish ({end}) after {got[0]} heaps")
+    return elapsed, got[0]
+
+
 def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30, budget=2.0,
                          timeout=60.0):
     """Receive a file of packets from memory with ``ItemGroup.update`` per heap."""
@@ -208,21 +228,9 @@ def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30,
     counts = []
 
     def once():
-        ig = api.spead2.ItemGroup()
-        got = [0]
-
-        def on_heap(heap):
-            if "payload" in ig.update(heap):
-                got[0] += 1
-
-        t0 = time.perf_counter()
-        stream = api.recv_stream(tp)
-        stream.add_buffer_reader(data)
-        end = consume(api, stream, on_heap, timeout)
-        elapsed = time.perf_counter() - t0
-        if end != "stopped":
-            raise RuntimeError(f"buffer receive did not finish ({end}) after {got[0]} heaps")
-        counts.append(got[0])
+        elapsed, got = timed_receive(api, tp, lambda s: s.add_buffer_reader(data), timeout,
+                                     "buffer receive")
+        counts.append(got)
         return elapsed
 
     # The physical limit at the same moment and on the same memory: after each
@@ -456,22 +464,10 @@ def scenario_recv_pcap(api, path, heap_size, n_heaps, reps=1, timeout=120.0):
     tp = api.thread_pool()
     times, counts = [], []
     for _ in range(reps):
-        ig = api.spead2.ItemGroup()
-        got = [0]
-
-        def on_heap(heap):
-            if "payload" in ig.update(heap):
-                got[0] += 1
-
-        t0 = time.perf_counter()
-        stream = api.recv_stream(tp)
-        stream.add_udp_pcap_file_reader(path)
-        end = consume(api, stream, on_heap, timeout)
-        elapsed = time.perf_counter() - t0
-        if end != "stopped":
-            raise RuntimeError(f"replay did not finish ({end}) after {got[0]} heaps")
+        elapsed, got = timed_receive(api, tp, lambda s: s.add_udp_pcap_file_reader(path),
+                                     timeout, "replay")
         times.append(elapsed)
-        counts.append(got[0])
+        counts.append(got)
     best = min(times)
     return {"gbps": heap_size * n_heaps / best / 1e9, "heaps_per_s": n_heaps / best,
             "times": times, "heaps": min(counts), "expected_heaps": n_heaps}

@@ -182,20 +182,12 @@ def test_several_sections_with_their_own_byte_order_and_interfaces(thread_pool, 
 # ---------------------------------------------------------------------------
 # Link types, VLANs, IPv6
 
-LINK_CASES = [
-    (pf.ETHERNET, "10.0.0.1", "10.0.0.2"),
-    (pf.ETHERNET, "fd00::1", "fd00::2"),
-    (pf.LINUX_SLL, "10.0.0.1", "10.0.0.2"),
-    (pf.LINUX_SLL, "fd00::1", "fd00::2"),
-    (pf.LINUX_SLL2, "10.0.0.1", "10.0.0.2"),
-    (pf.LINUX_SLL2, "fd00::1", "fd00::2"),
-    (pf.RAW, "10.0.0.1", "10.0.0.2"),
-    (pf.RAW, "fd00::1", "fd00::2"),
-    (pf.RAW_BSD, "10.0.0.1", "10.0.0.2"),
-    (pf.RAW_OPENBSD, "fd00::1", "fd00::2"),
-    (pf.IPV4, "10.0.0.1", "10.0.0.2"),
-    (pf.IPV6, "fd00::1", "fd00::2"),
-]
+V4_PAIR = ("10.0.0.1", "10.0.0.2")
+V6_PAIR = ("fd00::1", "fd00::2")
+LINK_CASES = [(lt, *pair) for lt in (pf.ETHERNET, pf.LINUX_SLL, pf.LINUX_SLL2, pf.RAW)
+              for pair in (V4_PAIR, V6_PAIR)]
+LINK_CASES += [(pf.RAW_BSD, *V4_PAIR), (pf.RAW_OPENBSD, *V6_PAIR), (pf.IPV4, *V4_PAIR),
+               (pf.IPV6, *V6_PAIR)]
 
 
 @pytest.mark.parametrize("linktype,src,dst", LINK_CASES,
@@ -241,30 +233,25 @@ def test_vlan_tags(thread_pool, tmp_path, vlans, ip):
     assert heaps == expected
 
 
-def test_vlan_tag_in_linux_cooked_capture(thread_pool, tmp_path):
-    # libpcap puts an offloaded tag back where the protocol field was
+@pytest.mark.parametrize("linktype,wrap", [(pf.LINUX_SLL, pf.sll), (pf.LINUX_SLL2, pf.sll2)],
+                         ids=["sll", "sll2"])
+@pytest.mark.parametrize("src,dst", [("10.0.0.1", "10.0.0.2"), ("fd00::1", "fd00::2")],
+                         ids=["v4", "v6"])
+def test_vlan_tag_in_linux_cooked_captures(thread_pool, tmp_path, linktype, wrap, src, dst):
+    # libpcap puts an offloaded tag back where SLL's protocol field was: the
+    # protocol reads as the TPID, and the TCI and the real type follow (as
+    # after the TPID in Ethernet); SLL2 is read the same way
     expected, packets = standard_heaps(1)
     frames = []
     for p in packets:
-        ip = pf.ipv4("10.0.0.1", "10.0.0.2", pf.PROTO_UDP, pf.udp(1, 7148, p))
-        frames.append(pf.sll(pf.TPID_8021Q, struct.pack("!HH", 42, pf.ETHERTYPE_IPV4) + ip))
-    path = write(tmp_path, pf.classic(frames, linktype=pf.LINUX_SLL))
+        v6 = ":" in src
+        ip = (pf.ipv6 if v6 else pf.ipv4)(src, dst, pf.PROTO_UDP, pf.udp(1, 7148, p))
+        inner = pf.ETHERTYPE_IPV6 if v6 else pf.ETHERTYPE_IPV4
+        frames.append(wrap(pf.TPID_8021Q, struct.pack("!HH", 42, inner) + ip))
+    path = write(tmp_path, pf.classic(frames, linktype=linktype))
     assert replay(thread_pool, path)[0] == expected
-    assert [h for h, _ in replay(thread_pool, path, "vlan 42")[0]] == [1]
+    assert replay(thread_pool, path, "vlan 42")[0] == expected
     assert replay(thread_pool, path, "vlan 41")[0] == []
-
-
-def test_vlan_tag_in_linux_cooked_capture_v2(thread_pool, tmp_path):
-    # SLL2 puts the protocol first: a tag's TCI and the real type then lead
-    # the payload, as they follow the TPID in Ethernet
-    expected, packets = standard_heaps(1)
-    frames = []
-    for p in packets:
-        ip = pf.ipv6("fd00::1", "fd00::2", pf.PROTO_UDP, pf.udp(1, 7148, p))
-        frames.append(pf.sll2(pf.TPID_8021Q, struct.pack("!HH", 7, pf.ETHERTYPE_IPV6) + ip))
-    path = write(tmp_path, pf.classic(frames, linktype=pf.LINUX_SLL2))
-    assert replay(thread_pool, path, "vlan 7 and ip6")[0] == expected
-    assert replay(thread_pool, path, "not vlan")[0] == []
 
 
 def test_too_many_interfaces_end_the_reading(thread_pool, tmp_path, caplog):
