@@ -364,7 +364,7 @@ int pcap_cursor_next(pcap_cursor *c, pcap_record *rec)
 
 static int truncated(pcap_udp *out, size_t needed, size_t captured)
 {
-    out->why = "headers";
+    out->why = "headers cut short";
     out->needed = needed;
     out->captured = captured;
     return PCAP_FRAME_TRUNCATED;
@@ -381,12 +381,12 @@ static int parse_udp(const uint8_t *f, size_t caplen, size_t off, pcap_udp *out)
     out->dst_port = load_be16(u + 2);
     if (udp_len < 8) {  /* cannot even hold its header: nothing to trust */
         truncated(out, 8, udp_len);
-        out->why = "UDP length below its header";
+        out->why = "UDP length field below the 8-byte header";
         return PCAP_FRAME_TRUNCATED;
     }
     if (udp_len > caplen - off) {
         truncated(out, off + udp_len, caplen);
-        out->why = "UDP datagram";
+        out->why = "UDP datagram cut short";
         return PCAP_FRAME_TRUNCATED;
     }
     out->payload = u + 8;

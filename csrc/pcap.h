@@ -107,8 +107,8 @@ typedef struct {
     uint16_t vlans[PCAP_MAX_VLANS];
     const uint8_t *payload; /* the UDP payload */
     size_t payload_len;
-    /* for PCAP_FRAME_TRUNCATED: what was cut short, the bytes it needed
-     * and the bytes there were */
+    /* for PCAP_FRAME_TRUNCATED: what is wrong, the bytes needed and the
+     * bytes there were */
     const char *why;
     size_t needed, captured;
 } pcap_udp;

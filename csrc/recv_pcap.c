@@ -33,8 +33,9 @@
  * tables for the next PCAP_AHEAD bytes are filled in one call rather than a
  * fault at a time, and pages left PCAP_BEHIND bytes behind are unmapped
  * (the page cache keeps them), so the process's resident size stays small
- * however large the file. Together they take about a quarter off the time
- * to replay a capture held in the page cache. */
+ * however large the file. When the page cache holds the file in single
+ * pages (as after writing it record by record), filling the tables ahead
+ * takes about a quarter off the time to copy a capture out of it. */
 #define PCAP_AHEAD ((size_t) 4 << 20)
 #define PCAP_BEHIND ((size_t) 16 << 20)
 #ifndef MADV_POPULATE_READ
@@ -49,6 +50,7 @@ typedef struct {
     pcap_filter *filter;
     char *name;                 /* the file, for messages */
     uint64_t fragments, truncated, unusable;
+    size_t page;                /* the system's page size */
     size_t populated;           /* page tables are filled up to here */
     size_t dropped;             /* pages before this are unmapped */
     int populate;               /* the kernel takes MADV_POPULATE_READ */
@@ -59,7 +61,7 @@ typedef struct {
  * has been copied into its heap. */
 static void slide_window(pcap_reader *r, size_t pos)
 {
-    static const size_t page = 4096;
+    size_t page = r->page;
     if (pos > r->dropped + PCAP_BEHIND) {
         size_t upto = pos & ~(page - 1);
         madvise(r->map + r->dropped, upto - r->dropped, MADV_DONTNEED);
@@ -118,9 +120,8 @@ static int pcap_next(spead_reader *base, spead_packet *pkt)
         case PCAP_FRAME_TRUNCATED:
             if (r->truncated++ < PCAP_LOG_EACH)
                 recv_stream_log(s, SPEAD_LOG_INFO,
-                                "%s: record at byte %zu skipped: %s cut short (%zu bytes "
-                                "needed, %zu there)", r->name, rec.offset, d.why, d.needed,
-                                d.captured);
+                                "%s: record at byte %zu skipped: %s (%zu bytes needed, "
+                                "%zu there)", r->name, rec.offset, d.why, d.needed, d.captured);
             continue;
         default:
             continue;       /* not UDP over IP: not ours to report */
@@ -218,6 +219,7 @@ static int map_file(pcap_reader *r, const char *path, char *err, size_t err_len)
             /* read once, front to back: ask for read-ahead */
             madvise(map, (size_t) st.st_size, MADV_SEQUENTIAL);
             r->populate = 1;
+            r->page = (size_t) sysconf(_SC_PAGESIZE);
             r->map = map;
             r->map_len = (size_t) st.st_size;
             rc = 0;

@@ -328,21 +328,27 @@ def test_truncated_records_are_skipped_logged_and_counted(thread_pool, tmp_path,
         pf.Record(whole[:14 + 20 + 4], len(whole)),  # inside the UDP header
         pf.Record(whole[:200], len(whole)),         # the datagram cut short (snap length)
     ]
-    # a UDP length field larger than what the IP packet holds
+    # a UDP length field larger than what the IP packet holds, and one too
+    # small for the UDP header itself
     short = pf.ethernet(pf.ETHERTYPE_IPV4, pf.ipv4("10.0.0.1", "10.0.0.2", pf.PROTO_UDP,
                                                    pf.udp(1, 7148, b"abc" * 20, length=400)))
+    tiny = pf.ethernet(pf.ETHERTYPE_IPV4, pf.ipv4("10.0.0.1", "10.0.0.2", pf.PROTO_UDP,
+                                                  pf.udp(1, 7148, b"abc" * 20, length=3)))
     frames = eth_frames(packets)
-    frames = frames[:3] + truncated + [short] + frames[3:]
+    frames = frames[:3] + truncated + [short, tiny] + frames[3:]
     heaps, stats = replay(thread_pool, write(tmp_path, pf.classic(frames)))
     assert heaps == expected
     assert stats.packets == len(packets)
     assert stats.bad_packets == 0
     lines = messages(info_logs, logging.INFO)
-    assert sum("cut short" in m for m in lines) == 5
     offsets = pf.classic_record_offsets(frames)
-    assert any(f"record at byte {offsets[6]} skipped: UDP datagram cut short (" in m
+    assert sum("headers cut short" in m for m in lines) == 3
+    assert sum("UDP datagram cut short" in m for m in lines) == 2
+    assert any(f"record at byte {offsets[7]} skipped: UDP datagram cut short (" in m
                for m in lines)
-    assert any("skipped 0 IP fragments, 5 truncated records" in m for m in lines)
+    assert any(f"record at byte {offsets[8]} skipped: UDP length field below" in m
+               for m in lines)
+    assert any("skipped 0 IP fragments, 6 truncated records" in m for m in lines)
 
 
 def test_records_cut_after_the_datagram_are_taken(thread_pool, tmp_path, info_logs):
