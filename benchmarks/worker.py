@@ -199,6 +199,26 @@ def scenario_gen_bytes(api, path, heap_size, n_heaps, max_packet_size):
     return {"bytes": len(data)}
 
 
+def timed_receive(api, tp, add_reader, timeout, what):
+    """Make a stream, ``add_reader(stream)``, receive until it stops with
+    ``ItemGroup.update`` per heap; return (seconds, heaps with the payload)."""
+    ig = api.spead2.ItemGroup()
+    got = [0]
+
+    def on_heap(heap):
+        if "payload" in ig.update(heap):
+            got[0] += 1
+
+    t0 = time.perf_counter()
+    stream = api.recv_stream(tp)
+    add_reader(stream)
+    end = consume(api, stream, on_heap, timeout)
+    elapsed = time.perf_counter() - t0
+    if end != "stopped":
+        raise RuntimeError(f"{what} did not finish ({end}) after {got[0]} heaps")
+    return elapsed, got[0]
+
+
 def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30, budget=2.0,
                          timeout=60.0):
     """Receive a file of packets from memory with ``ItemGroup.update`` per heap."""
@@ -208,21 +228,9 @@ def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30,
     counts = []
 
     def once():
-        ig = api.spead2.ItemGroup()
-        got = [0]
-
-        def on_heap(heap):
-            if "payload" in ig.update(heap):
-                got[0] += 1
-
-        t0 = time.perf_counter()
-        stream = api.recv_stream(tp)
-        stream.add_buffer_reader(data)
-        end = consume(api, stream, on_heap, timeout)
-        elapsed = time.perf_counter() - t0
-        if end != "stopped":
-            raise RuntimeError(f"buffer receive did not finish ({end}) after {got[0]} heaps")
-        counts.append(got[0])
+        elapsed, got = timed_receive(api, tp, lambda s: s.add_buffer_reader(data), timeout,
+                                     "buffer receive")
+        counts.append(got)
         return elapsed
 
     # The physical limit at the same moment and on the same memory: after each
@@ -343,6 +351,126 @@ def scenario_send_udp_sink(api, heap_size, n_heaps, max_packet_size, min_reps=2,
     best = min(times)
     return {"gbps": heap_size * n_heaps / best / 1e9, "heaps_per_s": n_heaps / best,
             "reps": len(times)}
+
+
+def _split_packets(data):
+    """Cut concatenated SPEAD packets (a BytesStream's output) at their
+    boundaries: header, item pointers, then the payload that the
+    PAYLOAD_LENGTH pointer gives."""
+    packets, pos = [], 0
+    while pos < len(data):
+        n_items = int.from_bytes(data[pos + 6:pos + 8], "big")
+        hab = data[pos + 3] * 8
+        length = 0
+        for k in range(n_items):
+            ptr = int.from_bytes(data[pos + 8 + 8 * k:pos + 16 + 8 * k], "big")
+            if (ptr >> hab) & ((1 << (63 - hab)) - 1) == 4:
+                length = ptr & ((1 << hab) - 1)
+        size = 8 + 8 * n_items + length
+        packets.append(data[pos:pos + size])
+        pos += size
+    return packets
+
+
+def _pointer_index(packet, item_id):
+    """Where the item pointer of ``item_id`` starts in ``packet`` (or None)."""
+    hab = packet[3] * 8
+    for k in range(int.from_bytes(packet[6:8], "big")):
+        off = 8 + 8 * k
+        ptr = int.from_bytes(packet[off:off + 8], "big")
+        if (ptr >> hab) & ((1 << (63 - hab)) - 1) == item_id:
+            return off
+    return None
+
+
+def _cnt(packet):
+    off = _pointer_index(packet, 1)
+    return int.from_bytes(packet[off:off + 8], "big") & ((1 << packet[3] * 8) - 1)
+
+
+def _with_cnt(packet, cnt):
+    """``packet`` with its HEAP_CNT immediate set to ``cnt``."""
+    out = bytearray(packet)
+    off = _pointer_index(packet, 1)
+    hab = out[3] * 8
+    ptr = int.from_bytes(out[off:off + 8], "big")
+    out[off:off + 8] = ((ptr >> hab << hab) | cnt).to_bytes(8, "big")
+    return bytes(out)
+
+
+def _udp_frame(payload, sport=40000, dport=7148):
+    """Ethernet, IPv4 (10.0.0.1 -> 10.0.0.2) and UDP headers around ``payload``."""
+    import struct
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0x4000, 64, 17, 0,
+                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    eth = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00"
+    return eth + ip + udp + payload
+
+
+def scenario_gen_pcap(api, path, heap_size, n_heaps, max_packet_size, write_size=64 << 20):
+    """Write a classic pcap capture (Ethernet, IPv4, UDP) of ``n_heaps``
+    heaps of one ``heap_size``-byte item, then an end heap, to ``path``.
+
+    The packets of one descriptor heap, one data heap and the end heap come
+    from this implementation's ``BytesStream``; the data heap is repeated
+    with the heap cnt rewritten, so a large capture costs no sending. The
+    file is written ``write_size`` bytes per ``write`` call, which decides
+    how the page cache holds it: large writes leave it in large folios, as
+    reading a file from disk does; small ones (a capture written record by
+    record) leave it in single pages, which cost more to map."""
+    import struct
+    stream = api.bytes_stream(api.thread_pool(), api.send_config(max_packet_size))
+    ig = api.spead2.send.ItemGroup()
+    ig.add_item(ITEM_ID, "payload", "benchmark payload", (heap_size,), dtype=np.uint8,
+                value=payload(heap_size))
+    stream.send_heap(ig.get_heap(descriptors="all", data="all"))   # cnt 1
+    stream.send_heap(ig.get_heap(descriptors="none", data="all"))  # cnt 2
+    stream.send_heap(ig.get_end())                                 # cnt 3
+    heaps = {}
+    for pkt in _split_packets(stream.getvalue()):
+        heaps.setdefault(_cnt(pkt), []).append(pkt)
+    first, data, end = heaps[1], heaps[2], heaps[3]
+    record = struct.Struct("<IIII")
+    size = 0
+    pending = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    with open(path, "wb", buffering=0) as f:
+
+        def put(pkt, k=[0]):
+            nonlocal size
+            frame = _udp_frame(pkt)
+            pending.extend(record.pack(k[0] // 1000000, k[0] % 1000000, len(frame), len(frame)))
+            pending.extend(frame)
+            k[0] += 1
+            size += 16 + len(frame)
+            while len(pending) >= write_size:
+                f.write(pending[:write_size])
+                del pending[:write_size]
+
+        for pkt in first:
+            put(pkt)
+        for cnt in range(2, n_heaps + 1):
+            for pkt in data:
+                put(_with_cnt(pkt, cnt))
+        for pkt in end:
+            put(_with_cnt(pkt, n_heaps + 1))
+        f.write(pending)
+    return {"bytes": size + 24, "packets_per_heap": len(data)}
+
+
+def scenario_recv_pcap(api, path, heap_size, n_heaps, reps=1, timeout=120.0):
+    """Replay a capture with ``add_udp_pcap_file_reader``, ``ItemGroup.update``
+    per heap; ``reps`` timed replays in this process."""
+    tp = api.thread_pool()
+    times, counts = [], []
+    for _ in range(reps):
+        elapsed, got = timed_receive(api, tp, lambda s: s.add_udp_pcap_file_reader(path),
+                                     timeout, "replay")
+        times.append(elapsed)
+        counts.append(got)
+    best = min(times)
+    return {"gbps": heap_size * n_heaps / best / 1e9, "heaps_per_s": n_heaps / best,
+            "times": times, "heaps": min(counts), "expected_heaps": n_heaps}
 
 
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items()

@@ -172,5 +172,11 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size);
 /* Take packets from an in-process queue. Returns 0 or -errno. */
 struct spead_inproc_queue;
 int recv_add_inproc_reader(recv_stream *s, struct spead_inproc_queue *queue);
+/* Replay the UDP datagrams of a pcap or pcapng capture that match
+ * ``filter`` (pcap_filter.h; "" takes all). Returns 0, -ESHUTDOWN if the
+ * stream has stopped, or a RECV_PCAP_BAD_* with the reason in ``err``. */
+enum { RECV_PCAP_BAD_FILE = 1, RECV_PCAP_BAD_FILTER = 2 };
+int recv_add_udp_pcap_file_reader(recv_stream *s, const char *path, const char *filter,
+                                  char *err, size_t err_len);
 
 #endif

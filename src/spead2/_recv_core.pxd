@@ -219,6 +219,11 @@ cdef extern from "recv_stream.h" nogil:
     size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)
     size_t recv_stream_discard_logs(recv_stream *s)
     void recv_stream_set_log_level(recv_stream *s, int level)
+    enum:
+        RECV_PCAP_BAD_FILE
+        RECV_PCAP_BAD_FILTER
+    int recv_add_udp_pcap_file_reader(recv_stream *s, const char *path, const char *filter,
+                                      char *err, size_t err_len)
 
 
 cdef extern from "chunk_place.h" nogil:

@@ -440,6 +440,47 @@ cdef class _StreamBase:
             import os
             raise OSError(-rc, os.strerror(-rc))
 
+    def add_udp_pcap_file_reader(self, filename, filter: str = "") -> None:
+        """Replay the UDP datagrams of a capture file, one SPEAD packet per
+        datagram; the end of the file ends the stream.
+
+        ``filename`` (str or os.PathLike) is a classic pcap or a pcapng
+        capture of Ethernet, Linux cooked (SLL, SLL2) or raw IP frames.
+        ``filter`` selects datagrams with tcpdump's syntax for ``udp``,
+        ``ip``, ``ip6``, ``[src|dst] host|net|port|portrange`` and ``vlan``
+        (see the README); ``""`` takes every UDP datagram. Raises
+        :exc:`RuntimeError` if the file cannot be read or is not a capture,
+        and :exc:`spead2._errors.FilterError` (a ``ValueError`` and a
+        ``RuntimeError``) if the filter is not understood.
+        """
+        import os
+        from spead2._errors import FilterError
+        cdef recv_stream *s = self._get()
+        cdef char err[512]
+        cdef bytes path = os.fsencode(filename)
+        cdef bytes expr
+        cdef const char *c_path
+        cdef const char *c_expr
+        cdef int rc
+        if not isinstance(filter, str):
+            raise TypeError(f"filter must be a str, not {type(filter).__name__}")
+        if b"\0" in path:
+            raise ValueError("embedded null byte in filename")
+        if "\0" in filter:
+            raise FilterError("the filter contains a NUL character")
+        expr = filter.encode()
+        self._may_add_reader()
+        c_path = path
+        c_expr = expr
+        with nogil:
+            rc = recv_add_udp_pcap_file_reader(s, c_path, c_expr, err, sizeof(err))
+        if rc == -108:  # ESHUTDOWN
+            self._reader_refused("pcap file")
+        elif rc == RECV_PCAP_BAD_FILTER:
+            raise FilterError(f"bad filter {filter!r}: {err.decode('utf-8', 'replace')}")
+        elif rc != 0:
+            raise RuntimeError(err.decode("utf-8", "replace"))
+
     cdef void _drain_logs(self):
         cdef spead_log_entry entries[16]
         cdef size_t n, i
