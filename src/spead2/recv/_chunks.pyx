@@ -179,6 +179,17 @@ cdef int _check_ready(Chunk chunk) except -1:
     return 0
 
 
+cdef int _add_free_chunk(ChunkRingbuffer free_ring, Chunk chunk) except -1:
+    """What ``add_free_chunk`` does for ring streams and groups alike."""
+    _check_ready(chunk)
+    memset(chunk.c.present, 0, chunk.c.present_size)
+    try:
+        free_ring._put(chunk, False)
+    except spead2.Stopped:
+        pass
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # Chunk rings
 
@@ -505,12 +516,7 @@ cdef class ChunkRingStream(_ChunkStream):
     def add_free_chunk(self, Chunk chunk not None) -> None:
         """Zero ``chunk.present`` and put the chunk on the free ring without
         waiting: :exc:`spead2.Full` if it is full; nothing if it is stopped."""
-        _check_ready(chunk)
-        memset(chunk.c.present, 0, chunk.c.present_size)
-        try:
-            self._free_ring._put(chunk, False)
-        except spead2.Stopped:
-            pass
+        _add_free_chunk(self._free_ring, chunk)
 
     def stop(self) -> None:
         """Stop both rings and the stream; chunks that cannot enter the
@@ -594,12 +600,7 @@ cdef class ChunkStreamRingGroup:
     def add_free_chunk(self, Chunk chunk not None) -> None:
         """Zero ``chunk.present`` and put the chunk on the free ring without
         waiting: :exc:`spead2.Full` if it is full; nothing if it is stopped."""
-        _check_ready(chunk)
-        memset(chunk.c.present, 0, chunk.c.present_size)
-        try:
-            self._free_ring._put(chunk, False)
-        except spead2.Stopped:
-            pass
+        _add_free_chunk(self._free_ring, chunk)
 
     def emplace_back(self, ThreadPool thread_pool not None, config, chunk_stream_config):
         """Add a member stream; returns it (a :class:`ChunkStreamGroupMember`)."""
