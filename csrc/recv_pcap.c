@@ -18,9 +18,8 @@
 
 #include "pcap.h"
 #include "pcap_filter.h"
-#include "recv_stream.h"
+#include "recv_task.h"
 
-#define PCAP_BATCH 256
 /* Records passed over in one call of ``next`` before it returns (as a
  * skip), so that a long stretch of other traffic does not hold the stream
  * lock for the whole stretch. */
@@ -140,39 +139,6 @@ static int pcap_next(spead_reader *base, spead_packet *pkt)
     return RECV_READ_SKIP;
 }
 
-static void stream_release(void *arg)
-{
-    recv_stream_decref(((pcap_reader *) arg)->base.stream);
-}
-
-static void pcap_task(void *arg);
-
-static void post_pcap_task(pcap_reader *r)
-{
-    recv_stream_incref(r->base.stream);
-    tpool_post(r->base.stream->tp, pcap_task, r, stream_release);
-}
-
-static void pcap_task(void *arg)
-{
-    pcap_reader *r = arg;
-    if (recv_stream_run_batch(r->base.stream, &r->base, PCAP_BATCH) == RECV_BATCH_MORE)
-        post_pcap_task(r);
-}
-
-static void pcap_start(spead_reader *base)
-{
-    post_pcap_task((pcap_reader *) base);
-}
-
-static void pcap_close(spead_reader *base)
-{
-    recv_stream *s = base->stream;
-    pthread_mutex_lock(&s->lock);
-    base->closed = 1;
-    pthread_mutex_unlock(&s->lock);
-}
-
 static void pcap_destroy(spead_reader *base)
 {
     pcap_reader *r = (pcap_reader *) base;
@@ -186,9 +152,9 @@ static void pcap_destroy(spead_reader *base)
 
 static const spead_reader_ops pcap_ops = {
     .next = pcap_next,
-    .start = pcap_start,
-    .resume = pcap_start,
-    .close = pcap_close,
+    .start = task_reader_start,
+    .resume = task_reader_start,
+    .close = task_reader_close,
     .destroy = pcap_destroy,
     .lossy = 0,
 };
