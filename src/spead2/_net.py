@@ -22,8 +22,8 @@ from ._errors import SocketError
 from ._logging import log
 
 __all__ = ["socket_error", "kind", "is_multicast", "resolve", "create_socket", "adopt_socket",
-           "set_buffer_size", "bind", "join_group", "set_multicast_send", "wildcard_address",
-           "RECEIVE", "SEND"]
+           "set_buffer_size", "bind", "bound_port", "join_group",
+           "set_multicast_send", "wildcard_address", "RECEIVE", "SEND"]
 
 #: Directions for :func:`set_buffer_size`.
 RECEIVE = "receive"
@@ -154,6 +154,11 @@ def bind(sock: _socket.socket, sockaddr: tuple, what: str, reuse: bool = False) 
         sock.bind(sockaddr)
     except OSError as exc:
         raise socket_error(exc, f"cannot bind {kind(sock.type)} socket to {what}") from None
+
+
+def bound_port(sock: _socket.socket) -> int:
+    """The port ``sock`` is bound to; 0 if it is not bound."""
+    return sock.getsockname()[1]
 
 
 def join_group(sock: _socket.socket, group: str, interface_address: str = "",
