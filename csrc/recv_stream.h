@@ -169,6 +169,10 @@ static inline void recv_stream_count_locked(recv_stream *s, int stat)
 int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len);
 /* Take ownership of a bound UDP socket. Returns 0 or -errno. */
 int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size);
+/* Take ownership of a listening TCP socket: accept one connection and read
+ * packets back to back from it; the stream ends when the peer closes.
+ * Returns 0 or -errno. */
+int recv_add_tcp_reader(recv_stream *s, int listen_fd, size_t max_size);
 /* Take packets from an in-process queue. Returns 0 or -errno. */
 struct spead_inproc_queue;
 int recv_add_inproc_reader(recv_stream *s, struct spead_inproc_queue *queue);

@@ -214,6 +214,7 @@ cdef extern from "recv_stream.h" nogil:
     size_t recv_stream_ring_size(recv_stream *s)
     int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len)
     int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
+    int recv_add_tcp_reader(recv_stream *s, int listen_fd, size_t max_size)
     int recv_add_inproc_reader(recv_stream *s, spead_inproc_queue *queue)
     int recv_stream_logs_pending(recv_stream *s)
     size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)

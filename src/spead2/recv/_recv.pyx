@@ -426,6 +426,31 @@ cdef class _StreamBase:
                 import os
                 raise UdpSocketError(-rc, os.strerror(-rc))
 
+    def add_tcp_reader(self, *args, **kwargs) -> None:
+        """Feed the stream from one TCP connection, packets back to back.
+
+        Forms: ``(port, max_size=DEFAULT_TCP_MAX_SIZE,
+        buffer_size=DEFAULT_TCP_BUFFER_SIZE, bind_hostname='')`` listens on
+        ``(bind_hostname, port)``; ``(acceptor, max_size=DEFAULT_TCP_MAX_SIZE)``
+        takes (a duplicate of) a bound, listening socket. One connection is
+        accepted; the stream stops when its peer closes. Packets over
+        ``max_size`` bytes are skipped.
+        """
+        from spead2.recv._udp import open_tcp_listener
+        cdef recv_stream *s = self._get()
+        cdef int fd, rc
+        cdef size_t max_size
+        self._may_add_reader()
+        sock, max_size = open_tcp_listener(*args, **kwargs)
+        fd = sock.detach()
+        with nogil:
+            rc = recv_add_tcp_reader(s, fd, max_size)
+        if rc == -108:  # ESHUTDOWN
+            self._reader_refused("TCP")
+        elif rc != 0:
+            import os
+            raise MemoryError(os.strerror(-rc))
+
     def add_inproc_reader(self, InprocQueue queue not None) -> None:
         """Feed the stream from an in-process queue; once the queue is
         stopped and drained, the stream stops."""

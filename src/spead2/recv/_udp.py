@@ -1,17 +1,21 @@
-"""Socket set-up for UDP readers: the argument forms of ``add_udp_reader``,
-binding and multicast membership (through :mod:`spead2._net`)."""
+"""Socket set-up for the socket readers: the argument forms of
+``add_udp_reader`` and ``add_tcp_reader``, binding, listening and multicast
+membership (through :mod:`spead2._net`)."""
 
 import socket as _socket
 from typing import Any, Dict, Tuple
 
 from .. import _net
-from .._args import as_port, as_str, as_unsigned, bind_arguments, is_integer
+from .._args import (as_nonzero_unsigned, as_port, as_str, as_unsigned, bind_arguments,
+                     is_integer)
 from . import DEFAULT_UDP_BUFFER_SIZE, DEFAULT_UDP_MAX_SIZE
 
 _UNICAST = ("port", "max_size", "buffer_size", "bind_hostname", "socket")
 _BOUND_SOCKET = ("socket", "max_size")
 _MULTICAST_IPV4 = ("multicast_group", "port", "max_size", "buffer_size", "interface_address")
 _MULTICAST_IPV6 = ("multicast_group", "port", "max_size", "buffer_size", "interface_index")
+_TCP_PORT = ("port", "max_size", "buffer_size", "bind_hostname")
+_TCP_ACCEPTOR = ("acceptor", "max_size")
 
 
 def _sizes(values: Dict[str, Any]) -> Tuple[int, int]:
@@ -152,3 +156,49 @@ def open_udp_socket(*args: Any, **kwargs: Any) -> Tuple[_socket.socket, int]:
     names = _MULTICAST_IPV6 if ipv6 else _MULTICAST_IPV4
     values = bind_arguments("add_udp_reader", names, args, kwargs, names[:2])
     return _open_ipv6(values) if ipv6 else _open_ipv4(values)
+
+
+def open_tcp_listener(*args: Any, **kwargs: Any) -> Tuple[_socket.socket, int]:
+    """Create or take the listening socket for one ``add_tcp_reader`` call;
+    returns ``(socket, max_size)``.
+
+    Forms: ``(port, max_size=DEFAULT_TCP_MAX_SIZE,
+    buffer_size=DEFAULT_TCP_BUFFER_SIZE, bind_hostname='')`` listens on
+    ``(bind_hostname, port)`` (``''``: every IPv4 address);
+    ``(acceptor, max_size=DEFAULT_TCP_MAX_SIZE)`` takes a duplicate of a
+    bound, listening IPv4 or IPv6 TCP socket, used as it is. A socket first
+    (or ``acceptor=``) selects the second form.
+    """
+    from ._recv import Stream
+
+    if (args and _is_socket(args[0])) or (not args and "acceptor" in kwargs):
+        values = bind_arguments("add_tcp_reader", _TCP_ACCEPTOR, args, kwargs, ("acceptor",))
+        max_size = as_nonzero_unsigned(values.get("max_size", Stream.DEFAULT_TCP_MAX_SIZE),
+                                       "max_size")
+        sock = _net.adopt_socket(values["acceptor"], _socket.SOCK_STREAM, "acceptor")
+        if not _net.is_listening(sock):
+            sock.close()
+            raise ValueError("acceptor must be a listening socket (call listen() first)")
+        return sock, max_size
+    values = bind_arguments("add_tcp_reader", _TCP_PORT, args, kwargs, ("port",))
+    port = as_port(values["port"])
+    max_size = as_nonzero_unsigned(values.get("max_size", Stream.DEFAULT_TCP_MAX_SIZE),
+                                   "max_size")
+    buffer_size = as_unsigned(values.get("buffer_size", Stream.DEFAULT_TCP_BUFFER_SIZE),
+                              "buffer_size")
+    bind_hostname = as_str(values.get("bind_hostname") or "", "bind_hostname")
+    if bind_hostname:
+        family, addr = _net.resolve(bind_hostname, port, socktype=_socket.SOCK_STREAM)
+    else:
+        family, addr = _socket.AF_INET, ("0.0.0.0", port)
+    sock = _net.create_socket(family, _socket.SOCK_STREAM)
+    try:
+        # set before listening: accepted connections inherit it
+        _net.set_buffer_size(sock, buffer_size, _net.RECEIVE)
+        # a port lately used by another connection (in TIME_WAIT) may be reused
+        _net.bind(sock, addr, f"{bind_hostname or '*'}:{port}", reuse=True)
+        _net.listen(sock, f"{bind_hostname or '*'}:{port}")
+    except BaseException:
+        sock.close()
+        raise
+    return sock, max_size
