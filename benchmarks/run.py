@@ -46,6 +46,7 @@ SETTINGS = {
     "recv_udp": ({"rates": [0.25, 0.5, 1.0, 1.5, 2.0], "seconds": 0.5, "unthrottled_heaps": 512,
                   "sweeps": 3},
                  {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 128, "sweeps": 1}),
+    "recv_tcp": ({"n_heaps": 1000, "reps": 5}, {"n_heaps": 300, "reps": 2}),
     "send_bytes_large": ({"n_heaps": 128, "budget": 2.0, "rounds": 2},
                          {"n_heaps": 32, "budget": 0.5, "rounds": 1}),
     "send_udp_large": ({"n_heaps": 512, "budget": 2.0, "rounds": 2},
@@ -170,11 +171,13 @@ def bench_recv_small(runner, s, work):
                               s["budget"], s["rounds"])
 
 
-def udp_trial(runner, impl, rate_gbps, n_heaps):
-    """Reference sender -> ``impl`` receiver; returns the trial's record."""
-    record = {"rate_gbps": rate_gbps, "sent": n_heaps}
+def receive_trial(runner, impl, recv_scenario, send_scenario, n_heaps, **send_params):
+    """The reference's ``send_scenario`` -> ``impl``'s ``recv_scenario`` (1 MiB
+    heaps); returns the receiver's result, with ``sender`` (its result) and
+    ``sent``."""
+    record = {"sent": n_heaps}
     try:
-        rx = runner.start(impl, "recv_udp", heap_size=MiB, timeout=60.0)
+        rx = runner.start(impl, recv_scenario, heap_size=MiB, timeout=60.0)
     except RuntimeError as exc:
         return dict(record, ok=False, error=str(exc))
     with rx:
@@ -185,18 +188,23 @@ def udp_trial(runner, impl, rate_gbps, n_heaps):
         if not line.isdigit():  # the receiver failed and printed its result instead
             result = parse_result(1, line, "")
             return dict(record, ok=False, error=result.get("error", line))
-        port = int(line)
-        tx = runner.run("ref", "send_udp", port=port, heap_size=MiB, n_heaps=n_heaps,
-                        rate=rate_gbps * 1e9, max_packet_size=JUMBO)
-        record["sender"] = tx
+        record["sender"] = runner.run("ref", send_scenario, port=int(line), heap_size=MiB,
+                                      n_heaps=n_heaps, max_packet_size=JUMBO, **send_params)
         try:
             out = rx.finish(timeout=30.0, terminate_after=3.0)
             result = parse_result(0, out, "")
         except refimpl.RefScriptError as exc:
             result = {"ok": False, "error": short_error(exc)}
     record.update(result)
-    if result.get("ok"):
-        record["lost"] = n_heaps - result["heaps"]
+    return record
+
+
+def udp_trial(runner, impl, rate_gbps, n_heaps):
+    """Reference sender -> ``impl`` receiver; returns the trial's record."""
+    record = receive_trial(runner, impl, "recv_udp", "send_udp", n_heaps, rate=rate_gbps * 1e9)
+    record["rate_gbps"] = rate_gbps
+    if record.get("ok"):
+        record["lost"] = n_heaps - record["heaps"]
     return record
 
 
@@ -224,6 +232,20 @@ def bench_recv_udp(runner, s, work):
         order = ("ref", "ours") if i % 2 == 0 else ("ours", "ref")
         sweeps.append(udp_sweep(runner, s, order))
     return {"sweeps": sweeps}
+
+
+def bench_recv_tcp(runner, s, work):
+    # Lossless, so the sender is held back by the receiver: the rate is the
+    # receiver's. Repeated (alternating which receiver goes first) for the
+    # spread; a trial that lost or added heaps does not count.
+    trials = {"ref": [], "ours": []}
+    for i in range(s["reps"]):
+        for impl in (("ref", "ours") if i % 2 == 0 else ("ours", "ref")):
+            t = receive_trial(runner, impl, "recv_tcp", "send_tcp", s["n_heaps"])
+            if t.get("ok") and t["heaps"] != s["n_heaps"]:
+                t = dict(t, ok=False, error=f"received {t['heaps']} of {s['n_heaps']} heaps")
+            trials[impl].append(t)
+    return {"trials": trials}
 
 
 def bench_send_bytes_large(runner, s, work):
@@ -433,6 +455,27 @@ def build_report(results, meta, errors):
             + (f" (all {len(sweeps)} sweeps)" if len(sweeps) > 1 else "") + " | % | "
             + " | ".join("n/a" if loss[i] is None else f"{loss[i]:.1f}" for i in ("ref", "ours"))
             + f" | | {fmt_rss(un_rss['ref'])} | {fmt_rss(un_rss['ours'])} |")
+    if "recv_tcp" in results:
+        trials = results["recv_tcp"]["trials"]
+        rates = {impl: [t["gbps"] for t in trials[impl] if t.get("ok") and t.get("gbps")]
+                 for impl in ("ref", "ours")}
+        med = {impl: median_or_none(rates[impl]) for impl in ("ref", "ours")}
+        rss = {impl: max((t for t in trials[impl] if t.get("ok")),
+                         key=lambda t: t.get("maxrss_kib", 0), default=None)
+               for impl in ("ref", "ours")}
+
+        def spread(values):
+            if not values:
+                return "n/a"
+            return (f"{fmt_rate(median_or_none(values), 'GB/s')} "
+                    f"({fmt_rate(min(values), 'GB/s')}-{fmt_rate(max(values), 'GB/s')})")
+
+        rows.append(f"| TCP loopback receive from the reference sender (`TcpStream`, unthrottled), "
+                    f"1 MiB heaps in 8972-byte packets, `ItemGroup.update` per heap: median of "
+                    f"{max(len(rates['ref']), len(rates['ours']))} (min-max) | GB/s | "
+                    f"{spread(rates['ref'])} | {spread(rates['ours'])} | "
+                    f"{fmt_ratio(med['ours'], med['ref'])} | {fmt_rss(rss['ref'])} | "
+                    f"{fmt_rss(rss['ours'])} |")
     if "send_bytes_large" in results:
         row("Send 1 MiB heaps into `BytesStream` (8972-byte packets)", "GB/s",
             results["send_bytes_large"], "gbps")
@@ -539,6 +582,10 @@ def collect_errors(results):
             for state in pair.values():
                 for impl in ("ref", "ours"):
                     add(name, impl, state.get(impl))
+        elif name == "recv_tcp":
+            for impl in ("ref", "ours"):
+                for t in pair["trials"][impl]:
+                    add(name, impl, t)
         elif name == "recv_udp":
             for sweep in pair["sweeps"]:
                 for impl in ("ref", "ours"):

@@ -24,7 +24,7 @@ import traceback
 import numpy as np
 
 ITEM_ID = 0x1000
-UDP_HOST = "127.0.0.1"
+UDP_HOST = "127.0.0.1"  # loopback, for UDP and TCP alike
 
 
 class DocumentedApi:
@@ -47,6 +47,9 @@ class DocumentedApi:
         stream.add_udp_reader(port, max_size=max_size, buffer_size=buffer_size,
                               bind_hostname=host)
 
+    def add_tcp_reader(self, stream, port, host):
+        stream.add_tcp_reader(port, bind_hostname=host)  # default max_size and buffer_size
+
     def send_config(self, max_packet_size, rate=0.0, max_heaps=4):
         return self.spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
                                              max_heaps=max_heaps)
@@ -56,6 +59,10 @@ class DocumentedApi:
 
     def bytes_stream(self, thread_pool, config):
         return self.spead2.send.BytesStream(thread_pool, config)
+
+    def tcp_stream(self, thread_pool, host, port, config):
+        """Connected when it returns (today's API; the same in the reference)."""
+        return self.spead2.send.TcpStream(thread_pool, [(host, port)], config)
 
 
 class RefApi(DocumentedApi):
@@ -86,22 +93,24 @@ def payload(size):
     return (np.arange(size, dtype=np.uint32) % 251).astype(np.uint8)
 
 
-def free_udp_port(host):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def free_port(host, socktype):
+    with socket.socket(socket.AF_INET, socktype) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def bind_udp(api, stream, host, max_size, buffer_size, attempts=10):
+def bind_reader(add, host, socktype, attempts=10):
+    """Call ``add(port)`` with ports that were free a moment ago until one
+    binds; return that port."""
     error = None
     for _ in range(attempts):
-        port = free_udp_port(host)
+        port = free_port(host, socktype)
         try:
-            api.add_udp_reader(stream, port, host, max_size, buffer_size)
+            add(port)
             return port
         except (RuntimeError, OSError) as exc:
             error = exc
-    raise RuntimeError(f"could not bind a UDP reader: {error!r}")
+    raise RuntimeError(f"could not bind a reader: {error!r}")
 
 
 def consume(api, stream, on_heap, timeout, stop_flag=None):
@@ -256,17 +265,12 @@ def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30,
             "memcpy_gbps": heap_size * n_heaps / min(copy_times) / 1e9}
 
 
-def scenario_recv_udp(api, heap_size, max_size=9200, buffer_size=8 << 20, timeout=60.0,
-                      max_heaps=4, ring_heaps=4):
-    """Receive over UDP loopback until end of stream, SIGTERM or ``timeout``.
-
-    Prints the bound port on its own line first, for the runner.
-    """
+def receive_timed(api, stream, heap_size, timeout):
+    """Consume ``stream`` (``ItemGroup.update`` per heap) until end of stream,
+    SIGTERM or ``timeout``; the rate is over the span from the first heap to
+    the last."""
     stop_flag = [False]
     signal.signal(signal.SIGTERM, lambda *a: stop_flag.__setitem__(0, True))
-    stream = api.recv_stream(api.thread_pool(), max_heaps=max_heaps, ring_heaps=ring_heaps)
-    port = bind_udp(api, stream, UDP_HOST, max_size, buffer_size)
-    print(port, flush=True)
     ig = api.spead2.ItemGroup()
     state = {"heaps": 0, "first": None, "last": None}
 
@@ -284,18 +288,39 @@ def scenario_recv_udp(api, heap_size, max_size=9200, buffer_size=8 << 20, timeou
             "gbps": (state["heaps"] - 1) * heap_size / span / 1e9 if span > 0 else None}
 
 
-def scenario_send_udp(api, port, heap_size, n_heaps, rate=0.0, max_packet_size=8972,
-                      end_heaps=3):
-    """Send ``n_heaps`` heaps to 127.0.0.1:``port`` at ``rate`` bytes/s (0: unlimited).
+def scenario_recv_udp(api, heap_size, max_size=9200, buffer_size=8 << 20, timeout=60.0,
+                      max_heaps=4, ring_heaps=4):
+    """Receive over UDP loopback until end of stream, SIGTERM or ``timeout``.
 
-    This is the load generator for the receive benchmark, so it does as
-    little per heap as it can: the first heap carries the descriptor, then one
-    data-only heap object is sent again and again (the stream gives each
-    sending a new heap cnt).
+    Prints the bound port on its own line first, for the runner.
     """
+    stream = api.recv_stream(api.thread_pool(), max_heaps=max_heaps, ring_heaps=ring_heaps)
+    port = bind_reader(lambda port: api.add_udp_reader(stream, port, UDP_HOST, max_size,
+                                                       buffer_size),
+                       UDP_HOST, socket.SOCK_DGRAM)
+    print(port, flush=True)
+    return receive_timed(api, stream, heap_size, timeout)
+
+
+def scenario_recv_tcp(api, heap_size, timeout=60.0, max_heaps=4, ring_heaps=4):
+    """Receive one TCP connection on loopback (``add_tcp_reader(port)`` with
+    its defaults) until end of stream, SIGTERM or ``timeout``.
+
+    Prints the listening port on its own line first, for the runner.
+    """
+    stream = api.recv_stream(api.thread_pool(), max_heaps=max_heaps, ring_heaps=ring_heaps)
+    port = bind_reader(lambda port: api.add_tcp_reader(stream, port, UDP_HOST), UDP_HOST,
+                       socket.SOCK_STREAM)
+    print(port, flush=True)
+    return receive_timed(api, stream, heap_size, timeout)
+
+
+def send_prepared(api, stream, heap_size, n_heaps):
+    """Send ``n_heaps`` heaps of one item as a load generator does, with as
+    little work per heap as it can: the first heap carries the descriptor,
+    then one data-only heap object is sent again and again (the stream gives
+    each sending a new heap cnt). Returns the rates and the ItemGroup."""
     spead2 = api.spead2
-    stream = api.udp_stream(api.thread_pool(), UDP_HOST, port,
-                            api.send_config(max_packet_size, rate=rate))
     ig = spead2.send.ItemGroup()
     ig.add_item(ITEM_ID, "payload", "benchmark payload", (heap_size,), dtype=np.uint8,
                 value=payload(heap_size))
@@ -306,10 +331,28 @@ def scenario_send_udp(api, port, heap_size, n_heaps, rate=0.0, max_packet_size=8
     for _ in range(n_heaps - 1):
         stream.send_heap(data_only)
     elapsed = time.perf_counter() - start
+    return {"gbps": heap_size * n_heaps / elapsed / 1e9, "heaps_per_s": n_heaps / elapsed}, ig
+
+
+def scenario_send_udp(api, port, heap_size, n_heaps, rate=0.0, max_packet_size=8972,
+                      end_heaps=3):
+    """Send ``n_heaps`` heaps to 127.0.0.1:``port`` at ``rate`` bytes/s (0: unlimited)."""
+    stream = api.udp_stream(api.thread_pool(), UDP_HOST, port,
+                            api.send_config(max_packet_size, rate=rate))
+    result, ig = send_prepared(api, stream, heap_size, n_heaps)
     for _ in range(end_heaps):  # several, in case the receiver drops one
         stream.send_heap(ig.get_end())
         time.sleep(0.01)
-    return {"gbps": heap_size * n_heaps / elapsed / 1e9, "heaps_per_s": n_heaps / elapsed}
+    return result
+
+
+def scenario_send_tcp(api, port, heap_size, n_heaps, max_packet_size=8972):
+    """Connect to 127.0.0.1:``port`` and send ``n_heaps`` heaps as fast as the
+    receiver takes them, then an end heap."""
+    stream = api.tcp_stream(api.thread_pool(), UDP_HOST, port, api.send_config(max_packet_size))
+    result, ig = send_prepared(api, stream, heap_size, n_heaps)
+    stream.send_heap(ig.get_end())
+    return result
 
 
 def scenario_send_bytes(api, heap_size, n_heaps, max_packet_size=8972, min_reps=2, max_reps=5,
