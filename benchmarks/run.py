@@ -46,7 +46,7 @@ SETTINGS = {
     "recv_udp": ({"rates": [0.25, 0.5, 1.0, 1.5, 2.0], "seconds": 0.5, "unthrottled_heaps": 512,
                   "sweeps": 3},
                  {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 128, "sweeps": 1}),
-    "recv_tcp": ({"n_heaps": 1000, "reps": 5}, {"n_heaps": 300, "reps": 2}),
+    "recv_tcp": ({"n_heaps": 1000, "reps": 7}, {"n_heaps": 300, "reps": 2}),
     "send_bytes_large": ({"n_heaps": 128, "budget": 2.0, "rounds": 2},
                          {"n_heaps": 32, "budget": 0.5, "rounds": 1}),
     "send_udp_large": ({"n_heaps": 512, "budget": 2.0, "rounds": 2},
@@ -464,11 +464,11 @@ def build_report(results, meta, errors):
                          key=lambda t: t.get("maxrss_kib", 0), default=None)
                for impl in ("ref", "ours")}
 
-        def spread(values):
+        def spread(values, unit="GB/s"):
             if not values:
                 return "n/a"
-            return (f"{fmt_rate(median_or_none(values), 'GB/s')} "
-                    f"({fmt_rate(min(values), 'GB/s')}-{fmt_rate(max(values), 'GB/s')})")
+            return (f"{fmt_rate(median_or_none(values), unit)} "
+                    f"({fmt_rate(min(values), unit)}-{fmt_rate(max(values), unit)})")
 
         rows.append(f"| TCP loopback receive from the reference sender (`TcpStream`, unthrottled), "
                     f"1 MiB heaps in 8972-byte packets, `ItemGroup.update` per heap: median of "
@@ -476,6 +476,15 @@ def build_report(results, meta, errors):
                     f"{spread(rates['ref'])} | {spread(rates['ours'])} | "
                     f"{fmt_ratio(med['ours'], med['ref'])} | {fmt_rss(rss['ref'])} | "
                     f"{fmt_rss(rss['ours'])} |")
+        # the receiving process's CPU time per GB: its own cost, less at the
+        # mercy of the sender and of other load than the rate
+        cpu = {impl: [t["cpu_s_per_gb"] for t in trials[impl]
+                      if t.get("ok") and t.get("cpu_s_per_gb")] for impl in ("ref", "ours")}
+        cpu_med = {impl: median_or_none(cpu[impl]) for impl in ("ref", "ours")}
+        rows.append(f"| ... CPU time of the receiving process per GB received (lower is better; "
+                    f"Ref/Ours in the ratio column) | s/GB | {spread(cpu['ref'], 'x')} | "
+                    f"{spread(cpu['ours'], 'x')} | {fmt_ratio(cpu_med['ref'], cpu_med['ours'])} "
+                    f"| | |")
     if "send_bytes_large" in results:
         row("Send 1 MiB heaps into `BytesStream` (8972-byte packets)", "GB/s",
             results["send_bytes_large"], "gbps")

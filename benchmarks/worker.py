@@ -267,25 +267,32 @@ def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30,
 
 def receive_timed(api, stream, heap_size, timeout):
     """Consume ``stream`` (``ItemGroup.update`` per heap) until end of stream,
-    SIGTERM or ``timeout``; the rate is over the span from the first heap to
-    the last."""
+    SIGTERM or ``timeout``. The rate, and the CPU time this process spent
+    per GB (all its threads: the receiver's cost, whatever the sender's
+    speed), are over the span from the first heap to the last."""
     stop_flag = [False]
     signal.signal(signal.SIGTERM, lambda *a: stop_flag.__setitem__(0, True))
     ig = api.spead2.ItemGroup()
-    state = {"heaps": 0, "first": None, "last": None}
+    state = {"heaps": 0, "first": None, "last": None, "cpu_first": None, "cpu_last": None}
+
+    def cpu_seconds():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
 
     def on_heap(heap):
         if "payload" in ig.update(heap):
             now = time.perf_counter()
             if state["first"] is None:
-                state["first"] = now
-            state["last"] = now
+                state["first"], state["cpu_first"] = now, cpu_seconds()
+            state["last"], state["cpu_last"] = now, cpu_seconds()
             state["heaps"] += 1
 
     end = consume(api, stream, on_heap, timeout, stop_flag)
     span = (state["last"] - state["first"]) if state["heaps"] > 1 else 0.0
+    gb = (state["heaps"] - 1) * heap_size / 1e9
     return {"heaps": state["heaps"], "end": end,
-            "gbps": (state["heaps"] - 1) * heap_size / span / 1e9 if span > 0 else None}
+            "gbps": gb / span if span > 0 else None,
+            "cpu_s_per_gb": (state["cpu_last"] - state["cpu_first"]) / gb if span > 0 else None}
 
 
 def scenario_recv_udp(api, heap_size, max_size=9200, buffer_size=8 << 20, timeout=60.0,
