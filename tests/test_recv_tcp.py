@@ -286,6 +286,19 @@ class TestFraming:
         assert_heaps(drain(stream), payloads)
         assert stream.stats.too_large_packets == 1
 
+    def test_a_huge_claim_under_a_huge_max_size_allocates_nothing_unbounded(self, thread_pool):
+        # a packet claiming 2^47 bytes: the buffer would have to grow to
+        # hold it (it never fits memory); whether the allocation fails (the
+        # stream ends with a warning) or is granted untouched (the bytes
+        # never come), the stream ends when the peer closes
+        pkts, payloads = sample_heaps([1])
+        claim = header(4, hab=48) + b"".join(
+            pointer(True, i, v, hab=48) for i, v in [(1, 2), (2, 1 << 47), (3, 0),
+                                                     (4, (1 << 47) - 40)])
+        stream, port = stream_on_acceptor(thread_pool, max_size=1 << 62)
+        send_and_close(port, b"".join(pkts) + claim + bytes(1000))
+        assert_heaps(drain(stream), payloads)
+
     def test_a_packet_of_exactly_max_size_is_kept(self, thread_pool):
         pkts, payloads = sample_heaps([1], size=1000, packet_payload=1000)
         stream, port = stream_on_acceptor(thread_pool, max_size=len(pkts[0]))
