@@ -21,8 +21,9 @@
  *   they belong to a run of bad headers already counted).
  *
  * The buffer holds at most one packet of max_size (or the largest header
- * and pointer block, 512 KiB, if that is larger) plus a read's worth, and
- * grows to that only when a packet needs it.
+ * and pointer block, 512 KiB, if that is larger) plus a read's worth. It
+ * starts with room for a packet of max_size but at most 512 KiB, and grows
+ * only when a larger packet needs it.
  *
  * TCP loses nothing, so a full ring simply pauses the reader: the kernel's
  * receive window then fills and holds the sender back.
