@@ -234,15 +234,16 @@ struct spead_chunk_ring_pair {
     spead_chunk *released;
 };
 
-spead_chunk_ring_pair *spead_chunk_ring_pair_new(spead_chunk_ring *data, spead_chunk_ring *free)
+spead_chunk_ring_pair *spead_chunk_ring_pair_new(spead_chunk_ring *data,
+                                                 spead_chunk_ring *free_ring)
 {
     spead_chunk_ring_pair *p = calloc(1, sizeof(*p));
     if (!p)
         return NULL;
     spead_chunk_ring_incref(data);
-    spead_chunk_ring_incref(free);
+    spead_chunk_ring_incref(free_ring);
     p->data = data;
-    p->free = free;
+    p->free = free_ring;
     pthread_mutex_init(&p->lock, NULL);
     return p;
 }
@@ -297,6 +298,7 @@ spead_chunk_manager spead_chunk_ring_pair_manager(spead_chunk_ring_pair *p)
         .allocate = pair_allocate,
         .ready = pair_ready,
         .head_updated = NULL,
+        .after_batch = NULL,
         .stop = pair_stop,
         .ended = pair_ended,
         .release = pair_release,

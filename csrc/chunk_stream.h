@@ -24,6 +24,8 @@ typedef struct {
     void (*ready)(void *ctx, spead_chunk *c);
     /* The stream's window head moved (groups track their members). */
     void (*head_updated)(void *ctx, uint64_t head);
+    /* At the end of each batch, with the stream lock held (may be NULL). */
+    void (*after_batch)(void *ctx);
     /* The consumer stops the stream: stop what the stream may be waiting
      * on, so that it can flush without blocking. */
     void (*stop)(void *ctx);

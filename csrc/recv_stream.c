@@ -230,6 +230,8 @@ int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
             s->stats[SPEAD_STAT_MAX_BATCH] = n;
     }
     merge_batch_stats(s);
+    if (s->chunker && s->config.chunk_manager.after_batch)
+        s->config.chunk_manager.after_batch(s->config.chunk_manager.ctx);
     pthread_mutex_unlock(&s->lock);
     stats_unlocked(s);
     if (end) {
@@ -332,10 +334,8 @@ fail:
     return NULL;
 }
 
-/* Stop hook: take a reference unless the stream is already being destroyed. */
-static int hold_for_pool_stop(void *arg)
+int recv_stream_try_incref(recv_stream *s)
 {
-    recv_stream *s = arg;
     int refs = __atomic_load_n(&s->refs, __ATOMIC_RELAXED);
     while (refs > 0) {
         if (__atomic_compare_exchange_n(&s->refs, &refs, refs + 1, 1,
@@ -343,6 +343,12 @@ static int hold_for_pool_stop(void *arg)
             return 1;
     }
     return 0;
+}
+
+/* Stop hook: take a reference unless the stream is already being destroyed. */
+static int hold_for_pool_stop(void *arg)
+{
+    return recv_stream_try_incref(arg);
 }
 
 /* Stop hook: no worker will serve the readers again, so end the stream now;

@@ -112,6 +112,9 @@ struct recv_stream {
 recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
                              spead_allocator *alloc);
 void recv_stream_incref(recv_stream *s);
+/* Take a reference unless the stream is already being destroyed; returns
+ * whether it did. */
+int recv_stream_try_incref(recv_stream *s);
 void recv_stream_decref(recv_stream *s);
 void recv_stream_set_allocator(recv_stream *s, spead_allocator *alloc);
 void recv_stream_set_memcpy(recv_stream *s, int nontemporal);
@@ -174,8 +177,18 @@ static inline void recv_stream_count_locked(recv_stream *s, int stat)
 int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len);
 /* Take ownership of a bound UDP socket. Returns 0 or -errno. */
 int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size);
+/* Take ownership of a listening TCP socket: accept one connection and read
+ * packets back to back from it; the stream ends when the peer closes.
+ * Returns 0 or -errno. */
+int recv_add_tcp_reader(recv_stream *s, int listen_fd, size_t max_size);
 /* Take packets from an in-process queue. Returns 0 or -errno. */
 struct spead_inproc_queue;
 int recv_add_inproc_reader(recv_stream *s, struct spead_inproc_queue *queue);
+/* Replay the UDP datagrams of a pcap or pcapng capture that match
+ * ``filter`` (pcap_filter.h; "" takes all). Returns 0, -ESHUTDOWN if the
+ * stream has stopped, or a RECV_PCAP_BAD_* with the reason in ``err``. */
+enum { RECV_PCAP_BAD_FILE = 1, RECV_PCAP_BAD_FILTER = 2 };
+int recv_add_udp_pcap_file_reader(recv_stream *s, const char *path, const char *filter,
+                                  char *err, size_t err_len);
 
 #endif

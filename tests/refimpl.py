@@ -309,6 +309,14 @@ def _flavour_args(heap_address_bits, bug_compat):
     return ["--heap-address-bits", heap_address_bits, "--bug-compat", bug_compat]
 
 
+def _sender_args(host, port, itemset, heaps, heap_address_bits, bug_compat, max_packet_size):
+    args = ["--host", host, "--port", port, "--itemset", itemset, "--heaps", heaps,
+            *_flavour_args(heap_address_bits, bug_compat)]
+    if max_packet_size is not None:
+        args += ["--max-packet-size", max_packet_size]
+    return args
+
+
 def load_dump(path):
     """Read a receiver script's pickle, with values decoded (see ``itemsets.decode_dump``)."""
     import itemsets
@@ -354,13 +362,19 @@ class RefPython:
 
     def start_send_udp(self, port, itemset, heaps, heap_address_bits=40, bug_compat=0,
                        host="127.0.0.1", rate=None, max_packet_size=None):
-        args = ["--host", host, "--port", port, "--itemset", itemset, "--heaps", heaps,
-                *_flavour_args(heap_address_bits, bug_compat)]
+        args = _sender_args(host, port, itemset, heaps, heap_address_bits, bug_compat,
+                            max_packet_size)
         if rate is not None:
             args += ["--rate", rate]
-        if max_packet_size is not None:
-            args += ["--max-packet-size", max_packet_size]
         return self.start("send_udp.py", *args)
+
+    def start_send_tcp(self, port, itemset, heaps, heap_address_bits=40, bug_compat=0,
+                       host="127.0.0.1", max_packet_size=None):
+        """Start the reference TCP sender; it connects to ``host:port``, which
+        must be listening already."""
+        return self.start("send_tcp.py", *_sender_args(host, port, itemset, heaps,
+                                                        heap_address_bits, bug_compat,
+                                                        max_packet_size))
 
     def start_recv_udp(self, output, bug_compat=0, host="127.0.0.1", port=0, timeout=30.0,
                        startup_timeout=30.0):

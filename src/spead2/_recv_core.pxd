@@ -159,6 +159,7 @@ cdef extern from "chunk_stream.h" nogil:
         spead_chunk *(*allocate)(void *ctx, int64_t chunk_id)
         void (*ready)(void *ctx, spead_chunk *c)
         void (*head_updated)(void *ctx, uint64_t head)
+        void (*after_batch)(void *ctx)
         void (*stop)(void *ctx)
         void (*ended)(void *ctx)
         void (*release)(void *ctx)
@@ -213,11 +214,17 @@ cdef extern from "recv_stream.h" nogil:
     size_t recv_stream_ring_size(recv_stream *s)
     int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len)
     int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
+    int recv_add_tcp_reader(recv_stream *s, int listen_fd, size_t max_size)
     int recv_add_inproc_reader(recv_stream *s, spead_inproc_queue *queue)
     int recv_stream_logs_pending(recv_stream *s)
     size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)
     size_t recv_stream_discard_logs(recv_stream *s)
     void recv_stream_set_log_level(recv_stream *s, int level)
+    enum:
+        RECV_PCAP_BAD_FILE
+        RECV_PCAP_BAD_FILTER
+    int recv_add_udp_pcap_file_reader(recv_stream *s, const char *path, const char *filter,
+                                      char *err, size_t err_len)
 
 
 cdef extern from "chunk_place.h" nogil:
@@ -237,3 +244,20 @@ cdef extern from "chunk_place.h" nogil:
         uint64_t heap_size
         int extra_value
     void spead_place_by_rule(spead_chunk_place_data *d, size_t size, void *user)
+
+
+cdef extern from "chunk_group.h" nogil:
+    enum:
+        SPEAD_EVICT_LOSSY
+        SPEAD_EVICT_LOSSLESS
+    ctypedef struct spead_chunk_group:
+        pass
+    spead_chunk_group *spead_chunk_group_new(size_t max_chunks, int eviction_mode,
+                                             spead_chunk_ring *data, spead_chunk_ring *free_ring)
+    void spead_chunk_group_incref(spead_chunk_group *g)
+    void spead_chunk_group_decref(spead_chunk_group *g)
+    int spead_chunk_group_add_member(spead_chunk_group *g, size_t index,
+                                     spead_chunk_manager *out)
+    void spead_chunk_group_set_member_stream(spead_chunk_group *g, size_t index, recv_stream *s)
+    void spead_chunk_group_stop(spead_chunk_group *g)
+    spead_chunk *spead_chunk_group_take_released(spead_chunk_group *g)

@@ -6,6 +6,7 @@ bug_compat, max_heaps, ring_heaps)``.
 """
 
 import abc
+import collections.abc
 
 DEFAULT_UDP_MAX_SIZE = 9200
 DEFAULT_UDP_BUFFER_SIZE = 8388608
@@ -15,7 +16,8 @@ from ._recv import (  # noqa: E402
 from ._config import (  # noqa: E402
     ChunkStreamConfig, ChunkStreamGroupConfig, RingStreamConfig, StreamConfig, StreamStatConfig,
     StreamStats)
-from ._chunks import Chunk, ChunkRingbuffer, ChunkRingStream  # noqa: E402
+from ._chunks import (  # noqa: E402
+    Chunk, ChunkRingbuffer, ChunkRingStream, ChunkStreamGroupMember, ChunkStreamRingGroup)
 from ._placement import ChunkPlacement  # noqa: E402
 from . import stream_stat_indices  # noqa: E402
 
@@ -25,9 +27,12 @@ class ChunkRingPair(abc.ABC):
 
 
 ChunkRingPair.register(ChunkRingStream)
+ChunkRingPair.register(ChunkStreamRingGroup)
+collections.abc.Sequence.register(ChunkStreamRingGroup)
 
 __all__ = ["DEFAULT_UDP_MAX_SIZE", "DEFAULT_UDP_BUFFER_SIZE", "DEFAULT_MAX_HEAP_SIZE", "Heap",
            "IncompleteHeap", "RawItem", "Stream", "StreamConfig", "RingStreamConfig",
            "StreamStatConfig", "StreamStats", "UdpSocketError", "stream_stat_indices", "Chunk",
            "ChunkRingbuffer", "ChunkRingPair", "ChunkRingStream", "ChunkStreamConfig",
-           "ChunkStreamGroupConfig", "ChunkPlacement"]
+           "ChunkStreamGroupConfig", "ChunkPlacement", "ChunkStreamRingGroup",
+           "ChunkStreamGroupMember"]

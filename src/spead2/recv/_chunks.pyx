@@ -179,6 +179,17 @@ cdef int _check_ready(Chunk chunk) except -1:
     return 0
 
 
+cdef int _add_free_chunk(ChunkRingbuffer free_ring, Chunk chunk) except -1:
+    """What ``add_free_chunk`` does for ring streams and groups alike."""
+    _check_ready(chunk)
+    memset(chunk.c.present, 0, chunk.c.present_size)
+    try:
+        free_ring._put(chunk, False)
+    except spead2.Stopped:
+        pass
+    return 0
+
+
 # ---------------------------------------------------------------------------
 # Chunk rings
 
@@ -512,12 +523,7 @@ cdef class ChunkRingStream(_ChunkStream):
     def add_free_chunk(self, Chunk chunk not None) -> None:
         """Zero ``chunk.present`` and put the chunk on the free ring without
         waiting: :exc:`spead2.Full` if it is full; nothing if it is stopped."""
-        _check_ready(chunk)
-        memset(chunk.c.present, 0, chunk.c.present_size)
-        try:
-            self._free_ring._put(chunk, False)
-        except spead2.Stopped:
-            pass
+        _add_free_chunk(self._free_ring, chunk)
 
     def stop(self) -> None:
         """Stop both rings and the stream; chunks that cannot enter the
@@ -534,3 +540,145 @@ cdef class ChunkRingStream(_ChunkStream):
             with nogil:
                 recv_stream_stop(self.s)
             self._release()
+
+
+# ---------------------------------------------------------------------------
+# Chunk stream groups
+
+
+cdef class ChunkStreamRingGroup:
+    """Several chunk streams (members), each on its own worker, filling one
+    sequence of chunks from ``free_ringbuffer`` into ``data_ringbuffer``.
+
+    Add members with :meth:`emplace_back` before any data arrives. A chunk
+    reaches the data ring once every member has moved past it; what happens
+    when a member needs a chunk beyond the group's window is the config's
+    ``eviction_mode``. The group is a sequence of its members. A shared
+    thread pool needs at least one thread per member.
+    """
+
+    cdef spead_chunk_group *g
+    cdef object _config
+    cdef ChunkRingbuffer _data_ring
+    cdef ChunkRingbuffer _free_ring
+    cdef list _members
+
+    def __cinit__(self, *args, **kwargs):
+        self.g = NULL
+        self._members = []
+
+    def __init__(self, config, ChunkRingbuffer data_ringbuffer not None,
+                 ChunkRingbuffer free_ringbuffer not None):
+        from spead2.recv._config import ChunkStreamGroupConfig
+        import copy
+        if not isinstance(config, ChunkStreamGroupConfig):
+            raise TypeError(f"config must be a spead2.recv.ChunkStreamGroupConfig, not "
+                            f"{type(config).__name__}")
+        self._config = copy.copy(config)
+        self._data_ring = data_ringbuffer
+        self._free_ring = free_ringbuffer
+        self.g = spead_chunk_group_new(config.max_chunks, int(config.eviction_mode),
+                                       data_ringbuffer.r, free_ringbuffer.r)
+        if self.g == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        if self.g != NULL:
+            with nogil:
+                spead_chunk_group_stop(self.g)
+            _release_list(spead_chunk_group_take_released(self.g))
+            spead_chunk_group_decref(self.g)
+            self.g = NULL
+
+    @property
+    def config(self):
+        """A copy of the group's :class:`ChunkStreamGroupConfig`."""
+        import copy
+        return copy.copy(self._config)
+
+    @property
+    def data_ringbuffer(self) -> ChunkRingbuffer:
+        return self._data_ring
+
+    @property
+    def free_ringbuffer(self) -> ChunkRingbuffer:
+        return self._free_ring
+
+    def add_free_chunk(self, Chunk chunk not None) -> None:
+        """Zero ``chunk.present`` and put the chunk on the free ring without
+        waiting: :exc:`spead2.Full` if it is full; nothing if it is stopped."""
+        _add_free_chunk(self._free_ring, chunk)
+
+    def emplace_back(self, ThreadPool thread_pool not None, config, chunk_stream_config):
+        """Add a member stream; returns it (a :class:`ChunkStreamGroupMember`)."""
+        from spead2.recv._config import ChunkStreamConfig, StreamConfig
+        import copy
+        cdef spead_chunk_manager manager
+        cdef ChunkStreamGroupMember member
+        cdef size_t index = len(self._members)
+        if not isinstance(config, StreamConfig):
+            raise TypeError(f"config must be a spead2.recv.StreamConfig, not "
+                            f"{type(config).__name__}")
+        if not isinstance(chunk_stream_config, ChunkStreamConfig):
+            raise TypeError(f"chunk_stream_config must be a spead2.recv.ChunkStreamConfig, "
+                            f"not {type(chunk_stream_config).__name__}")
+        if chunk_stream_config.max_chunks > self._config.max_chunks:
+            raise ValueError("a member's max_chunks must not exceed the group's")
+        if spead_chunk_group_add_member(self.g, index, &manager) != 0:
+            raise RuntimeError("members cannot be added once the group has received data")
+        member = ChunkStreamGroupMember.__new__(ChunkStreamGroupMember)
+        member._group = self
+        member._create_chunked(thread_pool, copy.copy(config), copy.copy(chunk_stream_config),
+                               manager)
+        spead_chunk_group_set_member_stream(self.g, index, member.s)
+        self._members.append(member)
+        return member
+
+    def stop(self) -> None:
+        """Stop both rings and every member; chunks in flight are released."""
+        with nogil:
+            spead_chunk_group_stop(self.g)
+        _release_list(spead_chunk_group_take_released(self.g))
+
+    # the sequence of members
+    def __len__(self):
+        return len(self._members)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._members[index]
+        return self._members[as_index(index, "index")]
+
+    def __iter__(self):
+        return iter(list(self._members))
+
+    def __reversed__(self):
+        return reversed(list(self._members))
+
+    def __contains__(self, value):
+        return any(member is value for member in self._members)
+
+    def count(self, value) -> int:
+        return sum(1 for member in self._members if member is value)
+
+    def index(self, value, start=0, stop=None) -> int:
+        members = self._members[start:stop]
+        for i, member in enumerate(members):
+            if member is value:
+                return i + (start if start >= 0 else max(len(self._members) + start, 0))
+        raise ValueError("not a member of this group")
+
+
+cdef class ChunkStreamGroupMember(_ChunkStream):
+    """One stream of a :class:`ChunkStreamRingGroup` (made by its
+    ``emplace_back``): readers, ``start``, ``stats`` and ``config`` as any
+    stream. Stopping a member stops the whole group."""
+
+    cdef object _group
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("a group member is made by ChunkStreamRingGroup.emplace_back")
+
+    def stop(self) -> None:
+        """Stop the whole group."""
+        self._group.stop()

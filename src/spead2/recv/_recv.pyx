@@ -426,6 +426,31 @@ cdef class _StreamBase:
                 import os
                 raise UdpSocketError(-rc, os.strerror(-rc))
 
+    def add_tcp_reader(self, *args, **kwargs) -> None:
+        """Feed the stream from one TCP connection, packets back to back.
+
+        Forms: ``(port, max_size=DEFAULT_TCP_MAX_SIZE,
+        buffer_size=DEFAULT_TCP_BUFFER_SIZE, bind_hostname='')`` listens on
+        ``(bind_hostname, port)``; ``(acceptor, max_size=DEFAULT_TCP_MAX_SIZE)``
+        takes (a duplicate of) a bound, listening socket. One connection is
+        accepted; the stream stops when its peer closes. Packets over
+        ``max_size`` bytes are skipped.
+        """
+        from spead2.recv._udp import open_tcp_listener
+        cdef recv_stream *s = self._get()
+        cdef int fd, rc
+        cdef size_t max_size
+        self._may_add_reader()
+        sock, max_size = open_tcp_listener(*args, **kwargs)
+        fd = sock.detach()
+        with nogil:
+            rc = recv_add_tcp_reader(s, fd, max_size)
+        if rc == -108:  # ESHUTDOWN
+            self._reader_refused("TCP")
+        elif rc != 0:
+            import os
+            raise MemoryError(os.strerror(-rc))
+
     def add_inproc_reader(self, InprocQueue queue not None) -> None:
         """Feed the stream from an in-process queue; once the queue is
         stopped and drained, the stream stops."""
@@ -439,6 +464,47 @@ cdef class _StreamBase:
         elif rc != 0:
             import os
             raise OSError(-rc, os.strerror(-rc))
+
+    def add_udp_pcap_file_reader(self, filename, filter: str = "") -> None:
+        """Replay the UDP datagrams of a capture file, one SPEAD packet per
+        datagram; the end of the file ends the stream.
+
+        ``filename`` (str or os.PathLike) is a classic pcap or a pcapng
+        capture of Ethernet, Linux cooked (SLL, SLL2) or raw IP frames.
+        ``filter`` selects datagrams with tcpdump's syntax for ``udp``,
+        ``ip``, ``ip6``, ``[src|dst] host|net|port|portrange`` and ``vlan``
+        (see the README); ``""`` takes every UDP datagram. Raises
+        :exc:`RuntimeError` if the file cannot be read or is not a capture,
+        and :exc:`spead2._errors.FilterError` (a ``ValueError`` and a
+        ``RuntimeError``) if the filter is not understood.
+        """
+        import os
+        from spead2._errors import FilterError
+        cdef recv_stream *s = self._get()
+        cdef char err[512]
+        cdef bytes path = os.fsencode(filename)
+        cdef bytes expr
+        cdef const char *c_path
+        cdef const char *c_expr
+        cdef int rc
+        if not isinstance(filter, str):
+            raise TypeError(f"filter must be a str, not {type(filter).__name__}")
+        if b"\0" in path:
+            raise ValueError("embedded null byte in filename")
+        if "\0" in filter:
+            raise FilterError("the filter contains a NUL character")
+        expr = filter.encode()
+        self._may_add_reader()
+        c_path = path
+        c_expr = expr
+        with nogil:
+            rc = recv_add_udp_pcap_file_reader(s, c_path, c_expr, err, sizeof(err))
+        if rc == -108:  # ESHUTDOWN
+            self._reader_refused("pcap file")
+        elif rc == RECV_PCAP_BAD_FILTER:
+            raise FilterError(f"bad filter {filter!r}: {err.decode('utf-8', 'replace')}")
+        elif rc != 0:
+            raise RuntimeError(err.decode("utf-8", "replace"))
 
     cdef void _drain_logs(self):
         cdef spead_log_entry entries[16]
