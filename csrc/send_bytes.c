@@ -65,20 +65,25 @@ static int reserve(bytes_writer *w, size_t extra)
     return 0;
 }
 
-static int bytes_write_heap(send_stream *s, send_req *req)
+static int bytes_write_group(send_stream *s, send_req *req)
 {
     bytes_writer *w = s->writer;
-    send_packetizer pz;
-    if (send_packetizer_init(&pz, req->items, req->n_items, req->heap_address_bits,
-                             (uint64_t) req->cnt, s->max_packet_size) != SEND_LAYOUT_OK)
-        return EINVAL;
-    if (pz.layout.total_bytes > SIZE_MAX || reserve(w, (size_t) pz.layout.total_bytes))
+    uint64_t total = 0;
+    for (size_t i = 0; i < req->n_heaps; i++)
+        total += req->heaps[i].layout.total_bytes;
+    if (total > SIZE_MAX || reserve(w, (size_t) total))
         return ENOMEM;
-    size_t payload;
-    size_t hdr;
-    while ((hdr = send_packetizer_next(&pz, w->buf + w->size, &payload)) != 0) {
-        send_stream_pace(s, hdr + payload);
-        send_packetizer_copy(&pz, w->buf + w->size + hdr, payload);
+    send_group_iter g;
+    uint64_t packets = send_req_start(req, &g);
+    for (uint64_t k = 0; k < packets; k++) {
+        if (send_stream_pace_due(s))
+            send_stream_pace_wait(s);
+        size_t hdr, payload;
+        size_t i = send_group_next(&g, w->buf + w->size, &hdr, &payload);
+        if (i == SIZE_MAX)
+            break;
+        send_stream_pace_account(s, hdr + payload, &req->heaps[i]);
+        send_packetizer_copy(&req->pz[i], w->buf + w->size + hdr, payload);
         w->size += hdr + payload;
     }
     return 0;
@@ -94,16 +99,14 @@ static void bytes_destroy(send_stream *s)
     }
 }
 
-static const send_writer_ops bytes_ops = {bytes_write_heap, bytes_destroy};
+static const send_writer_ops bytes_ops = {bytes_write_group, bytes_destroy};
 
-send_stream *send_bytes_stream_new(tpool_t *tp, size_t max_packet_size, double rate,
-                                   size_t burst_size, size_t max_heaps)
+send_stream *send_bytes_stream_new(tpool_t *tp, const send_config *config)
 {
     bytes_writer *w = calloc(1, sizeof(*w));
     if (!w)
         return NULL;
-    send_stream *s = send_stream_new(&bytes_ops, w, tp, max_packet_size, rate, burst_size,
-                                     max_heaps);
+    send_stream *s = send_stream_new(&bytes_ops, w, tp, config, 1);
     if (!s)
         free(w);
     return s;
