@@ -1,0 +1,296 @@
+"""Today's UdpStream forms (endpoint lists, substreams, the socket form),
+their argument rules beside the 2016 forms, and per-heap pacing measured
+with the kernel's timestamps."""
+
+import errno
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import spead2
+import spead2.send
+from conftest import datagrams_waiting
+from test_send_support import DecodedPacket, data_heap, expected_packets
+from test_send_udp import (IPV6_NETNS_SCRIPT, MCAST_GROUP, TimestampedCapture,  # noqa: F401
+                           mcast_receiver, receive)
+
+RR = spead2.send.GroupMode.ROUND_ROBIN
+
+
+def udp_socket(family=socket.AF_INET, host="127.0.0.1"):
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((host, 0))
+    sock.settimeout(5.0)
+    return sock
+
+
+@pytest.fixture
+def receivers():
+    socks = [udp_socket() for _ in range(4)]
+    yield socks
+    for sock in socks:
+        sock.close()
+
+
+def endpoints(socks):
+    return [("127.0.0.1", sock.getsockname()[1]) for sock in socks]
+
+
+class TestEndpoints:
+    def test_each_endpoint_gets_exactly_its_heaps(self, thread_pool, receivers):
+        config = spead2.send.StreamConfig(max_heaps=8)
+        stream = spead2.send.UdpStream(thread_pool, endpoints(receivers), config)
+        assert stream.num_substreams == 4
+        heaps = [data_heap(bytes([i]) * 3000) for i in range(8)]
+        refs = [spead2.send.HeapReference(h, substream_index=i % 4) for i, h in enumerate(heaps)]
+        total = stream.send_heaps(refs, RR)
+        got_bytes = 0
+        for i, sock in enumerate(receivers):
+            expected = expected_packets(heaps[i], i + 1) + expected_packets(heaps[i + 4], i + 5)
+            got = sorted(receive(sock, len(expected)), key=lambda p: DecodedPacket(p).cnt)
+            assert got == expected
+            assert datagrams_waiting(sock) == []
+            got_bytes += sum(map(len, got))
+        assert total == got_bytes
+
+    def test_send_heap_substream_index(self, thread_pool, receivers):
+        stream = spead2.send.UdpStream(thread_pool, endpoints(receivers))
+        heap = data_heap(b"to the third")
+        assert stream.send_heap(heap, substream_index=2) == len(expected_packets(heap, 1)[0])
+        assert receive(receivers[2], 1) == expected_packets(heap, 1)
+        for i in (0, 1, 3):
+            assert datagrams_waiting(receivers[i]) == []
+
+    def test_substream_index_out_of_range(self, thread_pool, receivers):
+        stream = spead2.send.UdpStream(thread_pool, endpoints(receivers[:2]))
+        with pytest.raises(OSError) as info:
+            stream.send_heap(spead2.send.Heap(), substream_index=2)
+        assert info.value.errno == errno.EINVAL
+
+    def test_defaults_and_keywords(self, thread_pool, receivers):
+        stream = spead2.send.UdpStream(thread_pool, endpoints=endpoints(receivers[:1]),
+                                       config=spead2.send.StreamConfig(max_heaps=2),
+                                       buffer_size=0, interface_address="")
+        assert stream.config.max_heaps == 2
+        assert spead2.send.UdpStream.DEFAULT_BUFFER_SIZE == 524288
+        stream.send_heap(spead2.send.Heap())
+        assert len(receive(receivers[0], 1)) == 1
+
+    def test_interface_address_binds_the_source(self, thread_pool, receivers):
+        stream = spead2.send.UdpStream(thread_pool, endpoints(receivers[:1]),
+                                       spead2.send.StreamConfig(), 65536, "127.0.0.1")
+        stream.send_heap(spead2.send.Heap())
+        _, source = receivers[0].recvfrom(65536)
+        assert source[0] == "127.0.0.1"
+
+    def test_interface_address_not_on_this_host(self, thread_pool, receivers):
+        with pytest.raises(OSError) as info:
+            spead2.send.UdpStream(thread_pool, endpoints(receivers[:1]),
+                                  interface_address="192.0.2.1")
+        assert isinstance(info.value, RuntimeError)
+
+    def test_ipv6_loopback(self, thread_pool):
+        try:
+            sock = udp_socket(socket.AF_INET6, "::1")
+        except OSError as exc:
+            pytest.skip(f"no IPv6 loopback: {exc}")
+        with sock:
+            stream = spead2.send.UdpStream(thread_pool, [("::1", sock.getsockname()[1])])
+            heap = data_heap(b"six")
+            stream.send_heap(heap)
+            assert receive(sock, 1) == expected_packets(heap, 1)
+
+    def test_tuple_of_endpoints(self, thread_pool, receivers):
+        stream = spead2.send.UdpStream(thread_pool, tuple(endpoints(receivers[:2])))
+        assert stream.num_substreams == 2
+
+    @pytest.mark.parametrize("bad, exc", [
+        ([], ValueError),
+        ([("127.0.0.1", 8888), ("::1", 8888)], ValueError),
+        ([("127.0.0.1",)], TypeError),
+        ([("127.0.0.1", 70000)], spead2.PortRangeError),
+        ([(5, 8888)], TypeError),
+    ])
+    def test_bad_endpoints(self, thread_pool, bad, exc):
+        with pytest.raises(exc):
+            spead2.send.UdpStream(thread_pool, bad)
+
+    def test_host_not_found(self, thread_pool):
+        with pytest.raises(RuntimeError, match="Host not found"):
+            spead2.send.UdpStream(thread_pool, [("no-such-host.invalid", 8888)])
+
+    def test_packet_refused_by_the_socket(self, thread_pool, receivers):
+        stream = spead2.send.UdpStream(thread_pool, endpoints(receivers[:1]),
+                                       spead2.send.StreamConfig(max_packet_size=70000))
+        with pytest.raises(OSError) as info:
+            stream.send_heap(data_heap(bytes(69000)))
+        assert info.value.errno == errno.EMSGSIZE
+        assert type(info.value) is OSError
+
+
+class TestSocketForm:
+    def test_socket_is_used_as_it_is(self, thread_pool, receivers):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        stream = spead2.send.UdpStream(thread_pool, sock, endpoints(receivers[:2]))
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == before
+        source = sock.getsockname()
+        sock.close()   # the stream has its own descriptor
+        stream.send_heap(spead2.send.Heap(), substream_index=1)
+        _, got_from = receivers[1].recvfrom(65536)
+        assert got_from == source
+
+    def test_socket_keyword(self, thread_pool, receivers):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            stream = spead2.send.UdpStream(thread_pool, socket=sock,
+                                           endpoints=endpoints(receivers[:1]),
+                                           config=spead2.send.StreamConfig(max_heaps=3))
+        assert stream.config.max_heaps == 3
+
+    def test_family_must_match(self, thread_pool):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            with pytest.raises(ValueError):
+                spead2.send.UdpStream(thread_pool, sock, [("::1", 8888)])
+
+    def test_2016_socket_keyword_sets_the_buffer(self, thread_pool, receivers):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            spead2.send.UdpStream(thread_pool, "127.0.0.1", receivers[0].getsockname()[1],
+                                  spead2.send.StreamConfig(), 200000, socket=sock)
+            # Linux reports twice what it grants
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 200000
+
+
+class TestMulticastForms:
+    def test_ipv4_interface_address(self, thread_pool, mcast_receiver):
+        port = mcast_receiver.getsockname()[1]
+        stream = spead2.send.UdpStream(thread_pool, [(MCAST_GROUP, port)],
+                                       spead2.send.StreamConfig(), 65536, 1, "127.0.0.1")
+        heap = data_heap(b"today's multicast")
+        stream.send_heap(heap)
+        assert receive(mcast_receiver, 1) == expected_packets(heap, 1)
+
+    def test_ipv4_keywords(self, thread_pool, mcast_receiver):
+        port = mcast_receiver.getsockname()[1]
+        stream = spead2.send.UdpStream(thread_pool, [(MCAST_GROUP, port)], ttl=1,
+                                       interface_address="127.0.0.1")
+        stream.send_heap(spead2.send.Heap())
+        assert len(receive(mcast_receiver, 1)) == 1
+
+    def test_ttl_form(self, thread_pool):
+        stream = spead2.send.UdpStream(thread_pool, [(MCAST_GROUP, 8888)],
+                                       spead2.send.StreamConfig(), 65536, 4)
+        assert stream.num_substreams == 1
+        stream2 = spead2.send.UdpStream(thread_pool, [(MCAST_GROUP, 8888)], ttl=4)
+        assert stream2.num_substreams == 1
+
+    @pytest.mark.parametrize("args", [
+        ([("127.0.0.1", 8888)], spead2.send.StreamConfig(), 0, 1),
+        ([(MCAST_GROUP, 8888), ("127.0.0.1", 8888)], spead2.send.StreamConfig(), 0, 1),
+        ([("127.0.0.1", 8888)], spead2.send.StreamConfig(), 0, 1, "127.0.0.1"),
+        ([("ff14::1", 8888)], spead2.send.StreamConfig(), 0, 1, "127.0.0.1"),
+        ([(MCAST_GROUP, 8888)], spead2.send.StreamConfig(), 0, 1, "::1"),
+        ([(MCAST_GROUP, 8888)], spead2.send.StreamConfig(), 0, 1, 1),
+        ([("::1", 8888)], spead2.send.StreamConfig(), 0, 1, 1),
+    ])
+    def test_not_multicast_or_wrong_family(self, thread_pool, args):
+        with pytest.raises(ValueError):
+            spead2.send.UdpStream(thread_pool, *args)
+
+    def test_interface_index_needs_ttl(self, thread_pool):
+        with pytest.raises(TypeError):
+            spead2.send.UdpStream(thread_pool, [("ff14::1", 8888)], interface_index=1)
+
+
+def test_ipv6_multicast_today_in_network_namespace():
+    if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        pytest.skip("needs root, unshare and ip to make a network namespace")
+    script = IPV6_NETNS_SCRIPT.replace(
+        "spead2.send.UdpStream(spead2.ThreadPool(), group, recv.getsockname()[1],",
+        "spead2.send.UdpStream(spead2.ThreadPool(), [(group, recv.getsockname()[1])],")
+    assert script != IPV6_NETNS_SCRIPT
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    try:
+        result = subprocess.run(["unshare", "--net", sys.executable, "-c", script],
+                                capture_output=True, text=True, timeout=60, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("IPv6 multicast test in a network namespace timed out")
+    if result.returncode != 0 and "Operation not permitted" in result.stderr:
+        pytest.skip("cannot create a network namespace here")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "OK"
+
+
+def burst_starts(datagrams, burst_size):
+    """Indices of the datagrams that start a burst: the sender waits only
+    once at least burst_size bytes have gone since the last wait."""
+    starts = [0]
+    run = 0
+    for i, (_, data) in enumerate(datagrams):
+        run += len(data)
+        if run >= burst_size and i + 1 < len(datagrams):
+            starts.append(i + 1)
+            run = 0
+    return starts
+
+
+class TestPerHeapRate:
+    """From the kernel's send times of the datagrams: each burst may start
+    no earlier than the time the bytes before it are worth at their heaps'
+    rates, and (the rate being met) the last one starts within 2% of it,
+    over about a second."""
+
+    def check(self, datagrams, rate_of, burst_size):
+        t0 = datagrams[0][0]
+        due = 0.0
+        worth = []
+        for when, data in datagrams:
+            worth.append(due)
+            due += len(data) / rate_of(DecodedPacket(data).cnt)
+        starts = burst_starts(datagrams, burst_size)
+        for i in starts:
+            # a stream behind its schedule may catch up at burst_rate_ratio (1.05)
+            assert datagrams[i][0] - t0 >= worth[i] / 1.05 - 2e-3, f"burst {i} early"
+        last = starts[-1]
+        assert worth[last] > 0.9
+        assert abs((datagrams[last][0] - t0) - worth[last]) <= 0.02 * worth[last]
+
+    def test_heap_rate_overrides_an_unlimited_stream(self, thread_pool):
+        with udp_socket() as sock:
+            stream = spead2.send.UdpStream(thread_pool, endpoints([sock]))
+            heap = data_heap(bytes(100000))
+            n = len(expected_packets(heap, 1))
+            capture = TimestampedCapture(sock, 42 * n)
+            for _ in range(42):
+                stream.send_heap(heap, rate=4e6)
+            self.check(capture.finish(), lambda cnt: 4e6, stream.config.burst_size)
+
+    def test_group_heaps_at_their_own_rates(self, thread_pool):
+        with udp_socket() as sock:
+            config = spead2.send.StreamConfig(rate=2e6, max_heaps=4)
+            stream = spead2.send.UdpStream(thread_pool, endpoints([sock]), config)
+            heaps = [data_heap(bytes(50000)) for _ in range(4)]
+            rates = [-1.0, 4e6, 8e6, -1.0]   # -1: the stream's 2e6
+            n = sum(len(expected_packets(h, 1)) for h in heaps)
+            capture = TimestampedCapture(sock, 15 * n)
+            for _ in range(15):
+                refs = [spead2.send.HeapReference(h, rate=r) for h, r in zip(heaps, rates)]
+                stream.send_heaps(refs, RR)
+            effective = {k: 2e6 if r < 0 else r for k, r in enumerate(rates)}
+            self.check(capture.finish(), lambda cnt: effective[(cnt - 1) % 4],
+                       config.burst_size)
+
+    def test_zero_rate_is_unpaced(self, thread_pool):
+        with udp_socket() as sock:
+            config = spead2.send.StreamConfig(rate=1000.0, burst_size=0)
+            stream = spead2.send.UdpStream(thread_pool, endpoints([sock]), config)
+            for _ in range(20):
+                stream.send_heap(data_heap(bytes(5000)), rate=0)
+            # at the stream's rate these would take over a minute
+            assert len(datagrams_waiting(sock)) == 80
