@@ -86,7 +86,10 @@ class _AsyncStream:
         try:
             token = queue()
         except OSError as exc:
-            future.set_exception(exc)
+            # without its traceback, whose frames hold the future: a cycle
+            # would leave an unretrieved future to the garbage collector,
+            # which reports it at an arbitrary later moment
+            future.set_exception(exc.with_traceback(None))
             return future
         self._last_token = token
         self._futures[token] = future
