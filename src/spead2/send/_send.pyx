@@ -762,6 +762,11 @@ cdef class Stream:
         self._vclock.sleeps = 0
         send_stream_set_clock(s, _virtual_now, _virtual_sleep_until, &self._vclock)
 
+    def _advance_virtual_clock(self, seconds: float) -> None:
+        """For tests: move the virtual clock on, as if the machine had
+        stalled (the stream is not told)."""
+        self._vclock.now += seconds
+
     @property
     def _virtual_clock(self) -> tuple:
         """``(now, seconds slept, number of sleeps)`` of the virtual clock."""
