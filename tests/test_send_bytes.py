@@ -170,3 +170,19 @@ class TestBytesStream:
     def test_requires_thread_pool(self):
         with pytest.raises(TypeError):
             spead2.send.BytesStream(None)
+
+
+def test_a_reused_buffer_shows_only_what_was_sent(thread_pool):
+    # a finished stream's buffer is kept for the next stream (see
+    # csrc/send_bytes.c): none of its old bytes may show through
+    first = spead2.send.BytesStream(thread_pool)
+    first.send_heap(data_heap(b"\xff" * (3 << 20)))
+    del first
+    second = spead2.send.BytesStream(thread_pool)
+    assert second.getvalue() == b""
+    second.send_heap(data_heap(b"small"))
+    assert second.getvalue() == b"".join(spead2.send.PacketGenerator(data_heap(b"small"), 1,
+                                                                     1472))
+    third = spead2.send.BytesStream(thread_pool)   # while the second holds the buffer
+    third.send_heap(spead2.send.Heap())
+    assert len(third.getvalue()) == 49
