@@ -35,6 +35,11 @@ cdef extern from "<errno.h>":
     int ESHUTDOWN
 
 
+# Compared by identity: an enum member's .value is a Python-level property,
+# too slow for every send_heaps call.
+_SERIAL = GroupMode.SERIAL
+_ROUND_ROBIN = GroupMode.ROUND_ROBIN
+
 _STREAM_CTRL_ID = 0x06
 _DESCRIPTOR_ID = 0x05
 _CTRL_STREAM_START = 0
@@ -611,13 +616,19 @@ cdef class Stream:
         return req
 
     cdef send_req *_group_req(self, heaps, mode, list keep) except NULL:
-        """A request for the group ``heaps``; the Heap objects go to ``keep``."""
+        """A request for the group ``heaps``; the Heap objects go to ``keep``
+        (unless it is None)."""
         cdef list refs
         cdef HeapReference ref
         cdef size_t n_items = 0
         cdef size_t i
         cdef send_req *req
-        if not isinstance(mode, GroupMode):
+        cdef int c_mode
+        if mode is _ROUND_ROBIN:
+            c_mode = 0
+        elif mode is _SERIAL:
+            c_mode = 1
+        else:
             raise TypeError(f"mode must be a spead2.send.GroupMode, not {type(mode).__name__}")
         if isinstance(heaps, HeapReferenceList):
             refs = (<HeapReferenceList> heaps)._refs
@@ -635,7 +646,7 @@ cdef class Stream:
         req = send_req_new(len(refs), n_items)
         if req == NULL:
             raise MemoryError()
-        req.mode = mode.value
+        req.mode = c_mode
         n_items = 0
         try:
             for i in range(len(refs)):
@@ -643,7 +654,8 @@ cdef class Stream:
                 self._fill_heap(req, i, &req.items[n_items], ref.heap, ref._cnt,
                                 ref._substream_index, ref._rate)
                 n_items += ref.heap._n_items()
-                keep.append(ref.heap)
+                if keep is not None:
+                    keep.append(ref.heap)
         except BaseException:
             send_req_free(req)
             raise
@@ -684,8 +696,8 @@ cdef class Stream:
         ``mode`` says; waits until all have gone and returns the bytes
         written.  The group is queued whole (it needs room for all its heaps
         within ``max_heaps``) or not at all."""
-        keep = []
-        return self._send_sync(self._group_req(heaps, mode, keep))
+        # the caller's references keep the heaps alive while it waits
+        return self._send_sync(self._group_req(heaps, mode, None))
 
     def flush(self) -> None:
         """Block until every heap handed to the stream has been sent."""
