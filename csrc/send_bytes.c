@@ -128,10 +128,8 @@ static int bytes_write_group(send_stream *s, send_req *req)
     send_group_iter g;
     uint64_t packets = send_req_start(req, &g);
     for (uint64_t k = 0; k < packets; k++) {
-        if (send_stream_pace_due(s))
-            send_stream_pace_wait(s);
         size_t hdr, payload;
-        size_t i = send_group_next(&g, w->buf + w->size, &hdr, &payload);
+        size_t i = send_stream_paced_next(s, &g, w->buf + w->size, &hdr, &payload);
         if (i == SIZE_MAX)
             break;
         send_stream_pace_account(s, hdr + payload, &req->heaps[i]);

@@ -34,10 +34,8 @@ static int inproc_write_group(send_stream *s, send_req *req)
     send_group_iter g;
     uint64_t packets = send_req_start(req, &g);
     for (uint64_t k = 0; k < packets; k++) {
-        if (send_stream_pace_due(s))
-            send_stream_pace_wait(s);
         size_t hdr_len, payload;
-        size_t h = send_group_next(&g, w->scratch, &hdr_len, &payload);
+        size_t h = send_stream_paced_next(s, &g, w->scratch, &hdr_len, &payload);
         if (h == SIZE_MAX)
             break;
         send_packetizer_copy(&req->pz[h], w->scratch + hdr_len, payload);

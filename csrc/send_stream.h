@@ -158,6 +158,17 @@ static inline int send_stream_pace_due(const send_stream *s)
 
 void send_stream_pace_wait(send_stream *s);
 
+/* For writers that hand over each packet as soon as they have it (nothing
+ * gathered to send first): wait if pacing says so, then take the group's
+ * next packet (as send_group_next). */
+static inline size_t send_stream_paced_next(send_stream *s, send_group_iter *g, uint8_t *hdr,
+                                            size_t *hdr_len, size_t *payload_length)
+{
+    if (send_stream_pace_due(s))
+        send_stream_pace_wait(s);
+    return send_group_next(g, hdr, hdr_len, payload_length);
+}
+
 static inline void send_stream_pace_account(send_stream *s, size_t bytes,
                                             const send_heap_spec *h)
 {

@@ -239,9 +239,11 @@ def mcast_receiver():
 
 
 class TestMulticast:
-    def test_ipv4_with_interface_address(self, thread_pool, mcast_receiver):
+    @pytest.mark.parametrize("today", [False, True], ids=["2016", "endpoints"])
+    def test_ipv4_with_interface_address(self, thread_pool, mcast_receiver, today):
         port = mcast_receiver.getsockname()[1]
-        stream = spead2.send.UdpStream(thread_pool, MCAST_GROUP, port,
+        destination = ([(MCAST_GROUP, port)],) if today else (MCAST_GROUP, port)
+        stream = spead2.send.UdpStream(thread_pool, *destination,
                                        spead2.send.StreamConfig(), 65536, 1, "127.0.0.1")
         heap = data_heap(b"multicast")
         stream.send_heap(heap)
