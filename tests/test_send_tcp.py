@@ -9,7 +9,6 @@ import errno
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 

@@ -416,16 +416,23 @@ print("OK" if data == expected else "MISMATCH")
 """
 
 
-def test_ipv6_multicast_with_interface_index_in_network_namespace():
+@pytest.mark.parametrize("today", [False, True], ids=["2016", "endpoints"])
+def test_ipv6_multicast_with_interface_index_in_network_namespace(today):
     import os
     import shutil
     import subprocess
     import sys
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
         pytest.skip("needs root, unshare and ip to make a network namespace")
+    script = IPV6_NETNS_SCRIPT
+    if today:
+        script = script.replace(
+            "spead2.send.UdpStream(spead2.ThreadPool(), group, recv.getsockname()[1],",
+            "spead2.send.UdpStream(spead2.ThreadPool(), [(group, recv.getsockname()[1])],")
+        assert script != IPV6_NETNS_SCRIPT
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
     try:
-        result = subprocess.run(["unshare", "--net", sys.executable, "-c", IPV6_NETNS_SCRIPT],
+        result = subprocess.run(["unshare", "--net", sys.executable, "-c", script],
                                 capture_output=True, text=True, timeout=60, env=env)
     except subprocess.TimeoutExpired:
         pytest.fail("IPv6 multicast test in a network namespace timed out")
