@@ -714,8 +714,7 @@ cdef class Stream:
             send_req_free(req)
             if rc == EAGAIN:
                 raise _queue_full_error(n_heaps)
-            raise _queue_error(rc, os.strerror(rc) if rc != ESHUTDOWN else
-                               "the stream's thread pool has been stopped")
+            raise _os_error(rc)   # ESHUTDOWN: the thread pool is stopped
         self._next_token += 1
         self._pending[token] = keep
         return token
