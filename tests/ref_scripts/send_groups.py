@@ -5,7 +5,7 @@ groups as JSON."""
 import argparse
 import json
 
-import _common
+import _common  # noqa: F401  (puts tests/ on sys.path for groupsets)
 
 import spead2
 import spead2.send
