@@ -9,6 +9,7 @@ object and state such as "is this thread a worker of that pool" is never
 duplicated.
 """
 import glob
+import hashlib
 import os
 
 from Cython.Build import cythonize
@@ -34,6 +35,11 @@ class BuildWithCore(build_ext):
         compiler = self.compiler
         sources = sorted(glob.glob(os.path.join(CSRC, "*.c")))
         extra = os.environ.get("SPEAD2_CFLAGS", "").split()
+        if extra:
+            # objects built with other flags (a sanitizer, say) must never be
+            # reused for a normal build, or the other way round
+            tag = hashlib.sha1(" ".join(extra).encode()).hexdigest()[:12]
+            self.build_temp = os.path.join(self.build_temp, f"flags-{tag}")
         objects = compiler.compile(sources, output_dir=os.path.join(self.build_temp, "core"),
                                    macros=MACROS, include_dirs=[CSRC],
                                    extra_postargs=CFLAGS + ["-fPIC"] + extra)

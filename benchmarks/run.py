@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import refimpl  # noqa: E402
 
+import e2e  # noqa: E402
+
 MiB = 1 << 20
 KiB = 1 << 10
 JUMBO = 8972
@@ -44,12 +46,16 @@ SETTINGS = {
     "recv_udp": ({"rates": [0.25, 0.5, 1.0, 1.5, 2.0], "seconds": 0.5, "unthrottled_heaps": 512,
                   "sweeps": 3},
                  {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 128, "sweeps": 1}),
+    "recv_tcp": ({"n_heaps": 1000, "reps": 7}, {"n_heaps": 300, "reps": 2}),
     "send_bytes_large": ({"n_heaps": 128, "budget": 2.0, "rounds": 2},
                          {"n_heaps": 32, "budget": 0.5, "rounds": 1}),
     "send_udp_large": ({"n_heaps": 512, "budget": 2.0, "rounds": 2},
                        {"n_heaps": 128, "budget": 0.5, "rounds": 1}),
     "send_udp_small": ({"n_heaps": 20000, "budget": 3.0, "rounds": 2},
                        {"n_heaps": 5000, "budget": 0.5, "rounds": 1}),
+    "udp_e2e": ({"packets": [JUMBO, SMALL_PACKET], "reps": 3, "max_time": 60},
+                {"packets": [JUMBO], "reps": 1, "max_time": 20}),
+    "recv_pcap": ({"n_heaps": 1024, "runs": 5}, {"n_heaps": 128, "runs": 2}),
     # These run each side in ``runs`` separate processes and report the spread.
     "send_bytes_spread": ({"n_heaps": 200, "runs": 10}, {"n_heaps": 100, "runs": 3}),
     "send_heaps_udp_large": ({"n_groups": 2000, "runs": 5, "budget": 1.0},
@@ -173,11 +179,13 @@ def bench_recv_small(runner, s, work):
                               s["budget"], s["rounds"])
 
 
-def udp_trial(runner, impl, rate_gbps, n_heaps):
-    """Reference sender -> ``impl`` receiver; returns the trial's record."""
-    record = {"rate_gbps": rate_gbps, "sent": n_heaps}
+def receive_trial(runner, impl, recv_scenario, send_scenario, n_heaps, **send_params):
+    """The reference's ``send_scenario`` -> ``impl``'s ``recv_scenario`` (1 MiB
+    heaps); returns the receiver's result, with ``sender`` (its result) and
+    ``sent``."""
+    record = {"sent": n_heaps}
     try:
-        rx = runner.start(impl, "recv_udp", heap_size=MiB, timeout=60.0)
+        rx = runner.start(impl, recv_scenario, heap_size=MiB, timeout=60.0)
     except RuntimeError as exc:
         return dict(record, ok=False, error=str(exc))
     with rx:
@@ -188,18 +196,23 @@ def udp_trial(runner, impl, rate_gbps, n_heaps):
         if not line.isdigit():  # the receiver failed and printed its result instead
             result = parse_result(1, line, "")
             return dict(record, ok=False, error=result.get("error", line))
-        port = int(line)
-        tx = runner.run("ref", "send_udp", port=port, heap_size=MiB, n_heaps=n_heaps,
-                        rate=rate_gbps * 1e9, max_packet_size=JUMBO)
-        record["sender"] = tx
+        record["sender"] = runner.run("ref", send_scenario, port=int(line), heap_size=MiB,
+                                      n_heaps=n_heaps, max_packet_size=JUMBO, **send_params)
         try:
             out = rx.finish(timeout=30.0, terminate_after=3.0)
             result = parse_result(0, out, "")
         except refimpl.RefScriptError as exc:
             result = {"ok": False, "error": short_error(exc)}
     record.update(result)
-    if result.get("ok"):
-        record["lost"] = n_heaps - result["heaps"]
+    return record
+
+
+def udp_trial(runner, impl, rate_gbps, n_heaps):
+    """Reference sender -> ``impl`` receiver; returns the trial's record."""
+    record = receive_trial(runner, impl, "recv_udp", "send_udp", n_heaps, rate=rate_gbps * 1e9)
+    record["rate_gbps"] = rate_gbps
+    if record.get("ok"):
+        record["lost"] = n_heaps - record["heaps"]
     return record
 
 
@@ -229,6 +242,20 @@ def bench_recv_udp(runner, s, work):
     return {"sweeps": sweeps}
 
 
+def bench_recv_tcp(runner, s, work):
+    # Lossless, so the sender is held back by the receiver: the rate is the
+    # receiver's. Repeated (alternating which receiver goes first) for the
+    # spread; a trial that lost or added heaps does not count.
+    trials = {"ref": [], "ours": []}
+    for i in range(s["reps"]):
+        for impl in (("ref", "ours") if i % 2 == 0 else ("ours", "ref")):
+            t = receive_trial(runner, impl, "recv_tcp", "send_tcp", s["n_heaps"])
+            if t.get("ok") and t["heaps"] != s["n_heaps"]:
+                t = dict(t, ok=False, error=f"received {t['heaps']} of {s['n_heaps']} heaps")
+            trials[impl].append(t)
+    return {"trials": trials}
+
+
 def bench_send_bytes_large(runner, s, work):
     return paired(runner, s["rounds"], "send_bytes", heap_size=MiB, n_heaps=s["n_heaps"],
                   max_packet_size=JUMBO, budget=s["budget"])
@@ -244,7 +271,60 @@ def bench_send_udp_small(runner, s, work):
                   max_packet_size=SMALL_PACKET, budget=s["budget"], min_reps=1, max_reps=3)
 
 
-def spread(runner, runs, scenario, **params):
+def bench_udp_e2e(runner, s, work):
+    """Each library to itself over UDP loopback, with its own bench tool."""
+    out = {}
+    for packet in s["packets"]:
+        out[str(packet)] = e2e.run({k: str(v) for k, v in runner.pythons.items()}, runner.envs,
+                                   MiB, packet, s["reps"], s["max_time"], runner.timeout,
+                                   runner.log)
+    return out
+
+
+# How the capture gets into the page cache: (label, bytes per write call).
+PCAP_CACHE_STATES = [("written in 64 MiB writes", 64 * MiB), ("written in 4 KiB writes", 4 * KiB)]
+
+
+def _pcap_runs(runner, s, path, write_size):
+    gen = runner.run("ref", "gen_pcap", path=path, heap_size=MiB, n_heaps=s["n_heaps"],
+                     max_packet_size=JUMBO, write_size=write_size)
+    if not gen.get("ok"):
+        err = {"ok": False, "error": "could not write the capture: " + gen.get("error", "")}
+        return {"ref": err, "ours": err, "runs": {"ref": [], "ours": []}}
+    runs = {"ref": [], "ours": []}
+    last = {}
+    for k in range(s["runs"]):
+        for impl in (("ref", "ours") if k % 2 == 0 else ("ours", "ref")):
+            if impl in last and not last[impl].get("ok"):
+                continue
+            result = runner.run(impl, "recv_pcap", path=path, heap_size=MiB,
+                                n_heaps=s["n_heaps"])
+            last[impl] = result
+            if result.get("ok"):
+                runs[impl].append(result)
+    os.unlink(path)
+    out = {"runs": runs, "file_bytes": gen["bytes"]}
+    for impl in ("ref", "ours"):
+        if runs[impl]:
+            best = max(runs[impl], key=lambda r: r["gbps"])
+            out[impl] = dict(best, gbps=median_or_none([r["gbps"] for r in runs[impl]]),
+                             heaps_per_s=median_or_none([r["heaps_per_s"] for r in runs[impl]]),
+                             maxrss_kib=max(r["maxrss_kib"] for r in runs[impl]))
+        else:
+            out[impl] = last.get(impl, {"ok": False, "error": "not run"})
+    return out
+
+
+def bench_recv_pcap(runner, s, work):
+    """Replay one capture (1 MiB heaps in 8972-byte packets) ``runs`` times
+    per side, each in a fresh process, alternating which side goes first,
+    for each way of filling the page cache; every run is kept for the
+    spread."""
+    return {label: _pcap_runs(runner, s, str(work / "recv_pcap.pcap"), write_size)
+            for label, write_size in PCAP_CACHE_STATES}
+
+
+def spread_runs(runner, runs, scenario, **params):
     """Run ``scenario`` for both sides in ``runs`` separate processes each,
     alternating which goes first; returns every result of each side (for
     min / median / max rather than only the best)."""
@@ -258,23 +338,23 @@ def spread(runner, runs, scenario, **params):
 
 
 def bench_send_bytes_spread(runner, s, work):
-    return spread(runner, s["runs"], "send_bytes", heap_size=MiB, n_heaps=s["n_heaps"],
-                  max_packet_size=JUMBO, min_reps=2, max_reps=3, budget=0.5)
+    return spread_runs(runner, s["runs"], "send_bytes", heap_size=MiB, n_heaps=s["n_heaps"],
+                       max_packet_size=JUMBO, min_reps=2, max_reps=3, budget=0.5)
 
 
 def bench_send_heaps_udp_large(runner, s, work):
-    return spread(runner, s["runs"], "send_heaps_udp", heap_size=64 * KiB,
-                  n_groups=s["n_groups"], max_packet_size=JUMBO, budget=s["budget"])
+    return spread_runs(runner, s["runs"], "send_heaps_udp", heap_size=64 * KiB,
+                       n_groups=s["n_groups"], max_packet_size=JUMBO, budget=s["budget"])
 
 
 def bench_send_heaps_udp_small(runner, s, work):
-    return spread(runner, s["runs"], "send_heaps_udp", heap_size=KiB, n_groups=s["n_groups"],
-                  max_packet_size=SMALL_PACKET, budget=s["budget"])
+    return spread_runs(runner, s["runs"], "send_heaps_udp", heap_size=KiB,
+                       n_groups=s["n_groups"], max_packet_size=SMALL_PACKET, budget=s["budget"])
 
 
 def bench_send_tcp_large(runner, s, work):
-    return spread(runner, s["runs"], "send_tcp", heap_size=MiB, n_heaps=s["n_heaps"],
-                  max_packet_size=JUMBO, budget=s["budget"])
+    return spread_runs(runner, s["runs"], "send_tcp_sink", heap_size=MiB,
+                       n_heaps=s["n_heaps"], max_packet_size=JUMBO, budget=s["budget"])
 
 
 # ---------------------------------------------------------------------------
@@ -294,6 +374,14 @@ def fmt_ratio(ours, ref):
     if ours is None or ref in (None, 0):
         return "n/a"
     return f"{ours / ref:.2f}"
+
+
+def fmt_spread(values):
+    """``(min-max)`` of the values that were measured."""
+    got = [v for v in values if v is not None]
+    if len(got) < 2:
+        return ""
+    return f"({min(got):.2f}-{max(got):.2f})"
 
 
 def fmt_rss(result):
@@ -337,7 +425,8 @@ def spread_values(results, key, pick=None):
     return values
 
 
-def fmt_spread(values, unit):
+def fmt_min_median_max(values, unit):
+    """``min / median / max`` of the figures of one side's runs."""
     if not values:
         return "n/a"
     return " / ".join(fmt_rate(v, unit) for v in (min(values), median_or_none(values),
@@ -426,6 +515,36 @@ def build_report(results, meta, errors):
             + (f" (all {len(sweeps)} sweeps)" if len(sweeps) > 1 else "") + " | % | "
             + " | ".join("n/a" if loss[i] is None else f"{loss[i]:.1f}" for i in ("ref", "ours"))
             + f" | | {fmt_rss(un_rss['ref'])} | {fmt_rss(un_rss['ours'])} |")
+    if "recv_tcp" in results:
+        trials = results["recv_tcp"]["trials"]
+        rates = {impl: [t["gbps"] for t in trials[impl] if t.get("ok") and t.get("gbps")]
+                 for impl in ("ref", "ours")}
+        med = {impl: median_or_none(rates[impl]) for impl in ("ref", "ours")}
+        rss = {impl: max((t for t in trials[impl] if t.get("ok")),
+                         key=lambda t: t.get("maxrss_kib", 0), default=None)
+               for impl in ("ref", "ours")}
+
+        def spread(values, unit="GB/s"):
+            if not values:
+                return "n/a"
+            return (f"{fmt_rate(median_or_none(values), unit)} "
+                    f"({fmt_rate(min(values), unit)}-{fmt_rate(max(values), unit)})")
+
+        rows.append(f"| TCP loopback receive from the reference sender (`TcpStream`, unthrottled), "
+                    f"1 MiB heaps in 8972-byte packets, `ItemGroup.update` per heap: median of "
+                    f"{max(len(rates['ref']), len(rates['ours']))} (min-max) | GB/s | "
+                    f"{spread(rates['ref'])} | {spread(rates['ours'])} | "
+                    f"{fmt_ratio(med['ours'], med['ref'])} | {fmt_rss(rss['ref'])} | "
+                    f"{fmt_rss(rss['ours'])} |")
+        # the receiving process's CPU time per GB: its own cost, less at the
+        # mercy of the sender and of other load than the rate
+        cpu = {impl: [t["cpu_s_per_gb"] for t in trials[impl]
+                      if t.get("ok") and t.get("cpu_s_per_gb")] for impl in ("ref", "ours")}
+        cpu_med = {impl: median_or_none(cpu[impl]) for impl in ("ref", "ours")}
+        rows.append(f"| ... CPU time of the receiving process per GB received (lower is better; "
+                    f"Ref/Ours in the ratio column) | s/GB | {spread(cpu['ref'], 'x')} | "
+                    f"{spread(cpu['ours'], 'x')} | {fmt_ratio(cpu_med['ref'], cpu_med['ours'])} "
+                    f"| | |")
     if "send_bytes_large" in results:
         row("Send 1 MiB heaps into `BytesStream` (8972-byte packets)", "GB/s",
             results["send_bytes_large"], "gbps")
@@ -437,6 +556,26 @@ def build_report(results, meta, errors):
     if "send_udp_small" in results:
         row("Send 1 KiB heaps over UDP loopback", "heaps/s", results["send_udp_small"],
             "heaps_per_s")
+    if "udp_e2e" in results:
+        for packet, runs in results["udp_e2e"].items():
+            med = {impl: median_or_none([v for v in runs[impl] if v is not None])
+                   for impl in ("ref", "ours")}
+            spread = {impl: fmt_spread(runs[impl]) for impl in ("ref", "ours")}
+            rows.append(f"| UDP loopback end to end, each library to itself with its own bench "
+                        f"tool (ours `spead2-bench`, reference `spead2_bench.py master/agent`), "
+                        f"1 MiB heaps in {packet}-byte packets: highest lossless rate, median "
+                        f"(min-max) of {len(runs['ours'])} | GB/s | "
+                        f"{fmt_rate(med['ref'], 'GB/s')} {spread['ref']} | "
+                        f"{fmt_rate(med['ours'], 'GB/s')} {spread['ours']} | "
+                        f"{fmt_ratio(med['ours'], med['ref'])} | | |")
+
+    for state, pair in results.get("recv_pcap", {}).items():
+        size = pair.get("file_bytes", 0) / 1e9
+        label = (f"Replay a {size:.2f} GB pcap capture (`add_udp_pcap_file_reader`), 1 MiB heaps "
+                 f"in 8972-byte packets, `ItemGroup.update` per heap; file {state}, in the page "
+                 "cache; median of runs")
+        row(label, "GB/s", pair, "gbps")
+        row(label, "heaps/s", pair, "heaps_per_s")
     spread_rows = []
 
     def spread_row(label, unit, pair, key, pick=None):
@@ -448,8 +587,8 @@ def build_report(results, meta, errors):
                     f"{fmt_ratio(ours_m, ref_m)} | "
                     f"{fmt_rss(max(pair.get('ref', []), key=lambda r: r.get('maxrss_kib', 0), default=None))} | "
                     f"{fmt_rss(max(pair.get('ours', []), key=lambda r: r.get('maxrss_kib', 0), default=None))} |")
-        spread_rows.append(f"| {label} | {unit} | {fmt_spread(ref, unit)} | "
-                           f"{fmt_spread(ours, unit)} | {len(ref)} / {len(ours)} |")
+        spread_rows.append(f"| {label} | {unit} | {fmt_min_median_max(ref, unit)} | "
+                           f"{fmt_min_median_max(ours, unit)} | {len(ref)} / {len(ours)} |")
 
     if "send_heaps_udp_large" in results:
         spread_row("`send_heaps` round robin, 4 heaps of 64 KiB to 4 UDP substreams (8972-byte "
@@ -510,6 +649,19 @@ def build_report(results, meta, errors):
         lines += ["", f"Lossless rate in each sweep (GB/s as sent): reference {per_sweep['ref']}; "
                   f"ours {per_sweep['ours']}.", ""]
 
+    for state, pair in results.get("recv_pcap", {}).items():
+        runs = pair["runs"]
+
+        def spread(impl):
+            values = sorted(r["gbps"] for r in runs[impl])
+            if not values:
+                return "n/a"
+            return (f"{values[0]:.2f} / {median_or_none(values):.2f} / {values[-1]:.2f} GB/s "
+                    f"({len(values)} runs)")
+
+        lines += [f"Capture replay, file {state}, min / median / max: reference "
+                  f"{spread('ref')}; ours {spread('ours')}.", ""]
+
     if errors:
         lines += ["Not measured:", ""]
         lines += [f"- {e}" for e in errors]
@@ -529,7 +681,15 @@ def collect_errors(results):
                 errors.append(msg)
 
     for name, pair in results.items():
-        if name == "recv_udp":
+        if name == "recv_pcap":
+            for state in pair.values():
+                for impl in ("ref", "ours"):
+                    add(name, impl, state.get(impl))
+        elif name == "recv_tcp":
+            for impl in ("ref", "ours"):
+                for t in pair["trials"][impl]:
+                    add(name, impl, t)
+        elif name == "recv_udp":
             for sweep in pair["sweeps"]:
                 for impl in ("ref", "ours"):
                     for t in sweep["trials"][impl] + [sweep["unthrottled"][impl]]:

@@ -24,7 +24,7 @@ import traceback
 import numpy as np
 
 ITEM_ID = 0x1000
-UDP_HOST = "127.0.0.1"
+UDP_HOST = "127.0.0.1"  # loopback, for UDP and TCP alike
 
 
 class DocumentedApi:
@@ -47,6 +47,9 @@ class DocumentedApi:
         stream.add_udp_reader(port, max_size=max_size, buffer_size=buffer_size,
                               bind_hostname=host)
 
+    def add_tcp_reader(self, stream, port, host):
+        stream.add_tcp_reader(port, bind_hostname=host)  # default max_size and buffer_size
+
     def send_config(self, max_packet_size, rate=0.0, max_heaps=4):
         return self.spead2.send.StreamConfig(max_packet_size=max_packet_size, rate=rate,
                                              max_heaps=max_heaps)
@@ -63,6 +66,7 @@ class DocumentedApi:
         return self.spead2.send.UdpStream(thread_pool, endpoints, config, buffer_size)
 
     def tcp_stream(self, thread_pool, host, port, config):
+        """Connected when it returns."""
         return self.spead2.send.TcpStream(thread_pool, [(host, port)], config)
 
 
@@ -94,22 +98,24 @@ def payload(size):
     return (np.arange(size, dtype=np.uint32) % 251).astype(np.uint8)
 
 
-def free_udp_port(host):
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+def free_port(host, socktype):
+    with socket.socket(socket.AF_INET, socktype) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
-def bind_udp(api, stream, host, max_size, buffer_size, attempts=10):
+def bind_reader(add, host, socktype, attempts=10):
+    """Call ``add(port)`` with ports that were free a moment ago until one
+    binds; return that port."""
     error = None
     for _ in range(attempts):
-        port = free_udp_port(host)
+        port = free_port(host, socktype)
         try:
-            api.add_udp_reader(stream, port, host, max_size, buffer_size)
+            add(port)
             return port
         except (RuntimeError, OSError) as exc:
             error = exc
-    raise RuntimeError(f"could not bind a UDP reader: {error!r}")
+    raise RuntimeError(f"could not bind a reader: {error!r}")
 
 
 def consume(api, stream, on_heap, timeout, stop_flag=None):
@@ -207,6 +213,26 @@ def scenario_gen_bytes(api, path, heap_size, n_heaps, max_packet_size):
     return {"bytes": len(data)}
 
 
+def timed_receive(api, tp, add_reader, timeout, what):
+    """Make a stream, ``add_reader(stream)``, receive until it stops with
+    ``ItemGroup.update`` per heap; return (seconds, heaps with the payload)."""
+    ig = api.spead2.ItemGroup()
+    got = [0]
+
+    def on_heap(heap):
+        if "payload" in ig.update(heap):
+            got[0] += 1
+
+    t0 = time.perf_counter()
+    stream = api.recv_stream(tp)
+    add_reader(stream)
+    end = consume(api, stream, on_heap, timeout)
+    elapsed = time.perf_counter() - t0
+    if end != "stopped":
+        raise RuntimeError(f"{what} did not finish ({end}) after {got[0]} heaps")
+    return elapsed, got[0]
+
+
 def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30, budget=2.0,
                          timeout=60.0):
     """Receive a file of packets from memory with ``ItemGroup.update`` per heap."""
@@ -216,21 +242,9 @@ def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30,
     counts = []
 
     def once():
-        ig = api.spead2.ItemGroup()
-        got = [0]
-
-        def on_heap(heap):
-            if "payload" in ig.update(heap):
-                got[0] += 1
-
-        t0 = time.perf_counter()
-        stream = api.recv_stream(tp)
-        stream.add_buffer_reader(data)
-        end = consume(api, stream, on_heap, timeout)
-        elapsed = time.perf_counter() - t0
-        if end != "stopped":
-            raise RuntimeError(f"buffer receive did not finish ({end}) after {got[0]} heaps")
-        counts.append(got[0])
+        elapsed, got = timed_receive(api, tp, lambda s: s.add_buffer_reader(data), timeout,
+                                     "buffer receive")
+        counts.append(got)
         return elapsed
 
     # The physical limit at the same moment and on the same memory: after each
@@ -256,46 +270,69 @@ def scenario_recv_buffer(api, path, heap_size, n_heaps, min_reps=2, max_reps=30,
             "memcpy_gbps": heap_size * n_heaps / min(copy_times) / 1e9}
 
 
+def receive_timed(api, stream, heap_size, timeout):
+    """Consume ``stream`` (``ItemGroup.update`` per heap) until end of stream,
+    SIGTERM or ``timeout``. The rate, and the CPU time this process spent
+    per GB (all its threads: the receiver's cost, whatever the sender's
+    speed), are over the span from the first heap to the last."""
+    stop_flag = [False]
+    signal.signal(signal.SIGTERM, lambda *a: stop_flag.__setitem__(0, True))
+    ig = api.spead2.ItemGroup()
+    state = {"heaps": 0, "first": None, "last": None, "cpu_first": None, "cpu_last": None}
+
+    def cpu_seconds():
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    def on_heap(heap):
+        if "payload" in ig.update(heap):
+            now = time.perf_counter()
+            if state["first"] is None:
+                state["first"], state["cpu_first"] = now, cpu_seconds()
+            state["last"], state["cpu_last"] = now, cpu_seconds()
+            state["heaps"] += 1
+
+    end = consume(api, stream, on_heap, timeout, stop_flag)
+    span = (state["last"] - state["first"]) if state["heaps"] > 1 else 0.0
+    gb = (state["heaps"] - 1) * heap_size / 1e9
+    return {"heaps": state["heaps"], "end": end,
+            "gbps": gb / span if span > 0 else None,
+            "cpu_s_per_gb": (state["cpu_last"] - state["cpu_first"]) / gb if span > 0 else None}
+
+
 def scenario_recv_udp(api, heap_size, max_size=9200, buffer_size=8 << 20, timeout=60.0,
                       max_heaps=4, ring_heaps=4):
     """Receive over UDP loopback until end of stream, SIGTERM or ``timeout``.
 
     Prints the bound port on its own line first, for the runner.
     """
-    stop_flag = [False]
-    signal.signal(signal.SIGTERM, lambda *a: stop_flag.__setitem__(0, True))
     stream = api.recv_stream(api.thread_pool(), max_heaps=max_heaps, ring_heaps=ring_heaps)
-    port = bind_udp(api, stream, UDP_HOST, max_size, buffer_size)
+    port = bind_reader(lambda port: api.add_udp_reader(stream, port, UDP_HOST, max_size,
+                                                       buffer_size),
+                       UDP_HOST, socket.SOCK_DGRAM)
     print(port, flush=True)
-    ig = api.spead2.ItemGroup()
-    state = {"heaps": 0, "first": None, "last": None}
-
-    def on_heap(heap):
-        if "payload" in ig.update(heap):
-            now = time.perf_counter()
-            if state["first"] is None:
-                state["first"] = now
-            state["last"] = now
-            state["heaps"] += 1
-
-    end = consume(api, stream, on_heap, timeout, stop_flag)
-    span = (state["last"] - state["first"]) if state["heaps"] > 1 else 0.0
-    return {"heaps": state["heaps"], "end": end,
-            "gbps": (state["heaps"] - 1) * heap_size / span / 1e9 if span > 0 else None}
+    return receive_timed(api, stream, heap_size, timeout)
 
 
-def scenario_send_udp(api, port, heap_size, n_heaps, rate=0.0, max_packet_size=8972,
-                      end_heaps=3):
-    """Send ``n_heaps`` heaps to 127.0.0.1:``port`` at ``rate`` bytes/s (0: unlimited).
+def scenario_recv_tcp(api, heap_size, timeout=60.0, max_heaps=4, ring_heaps=4):
+    """Receive one TCP connection on loopback (``add_tcp_reader(port)`` with
+    its defaults) until end of stream, SIGTERM or ``timeout``.
 
-    This is the load generator for the receive benchmark, so it does as
-    little per heap as it can: the first heap carries the descriptor, then one
-    data-only heap object is sent again and again (the stream gives each
-    sending a new heap cnt).
+    Prints the listening port on its own line first, for the runner.
     """
+    stream = api.recv_stream(api.thread_pool(), max_heaps=max_heaps, ring_heaps=ring_heaps)
+    port = bind_reader(lambda port: api.add_tcp_reader(stream, port, UDP_HOST), UDP_HOST,
+                       socket.SOCK_STREAM)
+    print(port, flush=True)
+    return receive_timed(api, stream, heap_size, timeout)
+
+
+def send_prepared(api, stream, heap_size, n_heaps):
+    """Send ``n_heaps`` heaps of one item as a load generator does, with as
+    little work per heap as it can: the first heap carries the descriptor,
+    then one data-only heap object is sent again and again (the stream gives
+    each sending a new heap cnt). Returns the rates and the ItemGroup."""
     spead2 = api.spead2
-    stream = api.udp_stream(api.thread_pool(), UDP_HOST, port,
-                            api.send_config(max_packet_size, rate=rate))
     ig = spead2.send.ItemGroup()
     ig.add_item(ITEM_ID, "payload", "benchmark payload", (heap_size,), dtype=np.uint8,
                 value=payload(heap_size))
@@ -306,10 +343,28 @@ def scenario_send_udp(api, port, heap_size, n_heaps, rate=0.0, max_packet_size=8
     for _ in range(n_heaps - 1):
         stream.send_heap(data_only)
     elapsed = time.perf_counter() - start
+    return {"gbps": heap_size * n_heaps / elapsed / 1e9, "heaps_per_s": n_heaps / elapsed}, ig
+
+
+def scenario_send_udp(api, port, heap_size, n_heaps, rate=0.0, max_packet_size=8972,
+                      end_heaps=3):
+    """Send ``n_heaps`` heaps to 127.0.0.1:``port`` at ``rate`` bytes/s (0: unlimited)."""
+    stream = api.udp_stream(api.thread_pool(), UDP_HOST, port,
+                            api.send_config(max_packet_size, rate=rate))
+    result, ig = send_prepared(api, stream, heap_size, n_heaps)
     for _ in range(end_heaps):  # several, in case the receiver drops one
         stream.send_heap(ig.get_end())
         time.sleep(0.01)
-    return {"gbps": heap_size * n_heaps / elapsed / 1e9, "heaps_per_s": n_heaps / elapsed}
+    return result
+
+
+def scenario_send_tcp(api, port, heap_size, n_heaps, max_packet_size=8972):
+    """Connect to 127.0.0.1:``port`` and send ``n_heaps`` heaps as fast as the
+    receiver takes them, then an end heap."""
+    stream = api.tcp_stream(api.thread_pool(), UDP_HOST, port, api.send_config(max_packet_size))
+    result, ig = send_prepared(api, stream, heap_size, n_heaps)
+    stream.send_heap(ig.get_end())
+    return result
 
 
 def scenario_send_bytes(api, heap_size, n_heaps, max_packet_size=8972, min_reps=2, max_reps=5,
@@ -395,8 +450,8 @@ while True:
 """
 
 
-def scenario_send_tcp(api, heap_size, n_heaps, max_packet_size=8972, min_reps=2, max_reps=5,
-                      budget=2.0, timeout=120.0):
+def scenario_send_tcp_sink(api, heap_size, n_heaps, max_packet_size=8972, min_reps=2,
+                           max_reps=5, budget=2.0, timeout=120.0):
     """Send heaps over TCP loopback to a plain socket (in another process)
     that reads and discards."""
     import subprocess
@@ -441,6 +496,126 @@ def scenario_send_udp_sink(api, heap_size, n_heaps, max_packet_size, min_reps=2,
     best = min(times)
     return {"gbps": heap_size * n_heaps / best / 1e9, "heaps_per_s": n_heaps / best,
             "reps": len(times)}
+
+
+def _split_packets(data):
+    """Cut concatenated SPEAD packets (a BytesStream's output) at their
+    boundaries: header, item pointers, then the payload that the
+    PAYLOAD_LENGTH pointer gives."""
+    packets, pos = [], 0
+    while pos < len(data):
+        n_items = int.from_bytes(data[pos + 6:pos + 8], "big")
+        hab = data[pos + 3] * 8
+        length = 0
+        for k in range(n_items):
+            ptr = int.from_bytes(data[pos + 8 + 8 * k:pos + 16 + 8 * k], "big")
+            if (ptr >> hab) & ((1 << (63 - hab)) - 1) == 4:
+                length = ptr & ((1 << hab) - 1)
+        size = 8 + 8 * n_items + length
+        packets.append(data[pos:pos + size])
+        pos += size
+    return packets
+
+
+def _pointer_index(packet, item_id):
+    """Where the item pointer of ``item_id`` starts in ``packet`` (or None)."""
+    hab = packet[3] * 8
+    for k in range(int.from_bytes(packet[6:8], "big")):
+        off = 8 + 8 * k
+        ptr = int.from_bytes(packet[off:off + 8], "big")
+        if (ptr >> hab) & ((1 << (63 - hab)) - 1) == item_id:
+            return off
+    return None
+
+
+def _cnt(packet):
+    off = _pointer_index(packet, 1)
+    return int.from_bytes(packet[off:off + 8], "big") & ((1 << packet[3] * 8) - 1)
+
+
+def _with_cnt(packet, cnt):
+    """``packet`` with its HEAP_CNT immediate set to ``cnt``."""
+    out = bytearray(packet)
+    off = _pointer_index(packet, 1)
+    hab = out[3] * 8
+    ptr = int.from_bytes(out[off:off + 8], "big")
+    out[off:off + 8] = ((ptr >> hab << hab) | cnt).to_bytes(8, "big")
+    return bytes(out)
+
+
+def _udp_frame(payload, sport=40000, dport=7148):
+    """Ethernet, IPv4 (10.0.0.1 -> 10.0.0.2) and UDP headers around ``payload``."""
+    import struct
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 0, 0x4000, 64, 17, 0,
+                     bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    eth = b"\x02\0\0\0\0\x02\x02\0\0\0\0\x01\x08\x00"
+    return eth + ip + udp + payload
+
+
+def scenario_gen_pcap(api, path, heap_size, n_heaps, max_packet_size, write_size=64 << 20):
+    """Write a classic pcap capture (Ethernet, IPv4, UDP) of ``n_heaps``
+    heaps of one ``heap_size``-byte item, then an end heap, to ``path``.
+
+    The packets of one descriptor heap, one data heap and the end heap come
+    from this implementation's ``BytesStream``; the data heap is repeated
+    with the heap cnt rewritten, so a large capture costs no sending. The
+    file is written ``write_size`` bytes per ``write`` call, which decides
+    how the page cache holds it: large writes leave it in large folios, as
+    reading a file from disk does; small ones (a capture written record by
+    record) leave it in single pages, which cost more to map."""
+    import struct
+    stream = api.bytes_stream(api.thread_pool(), api.send_config(max_packet_size))
+    ig = api.spead2.send.ItemGroup()
+    ig.add_item(ITEM_ID, "payload", "benchmark payload", (heap_size,), dtype=np.uint8,
+                value=payload(heap_size))
+    stream.send_heap(ig.get_heap(descriptors="all", data="all"))   # cnt 1
+    stream.send_heap(ig.get_heap(descriptors="none", data="all"))  # cnt 2
+    stream.send_heap(ig.get_end())                                 # cnt 3
+    heaps = {}
+    for pkt in _split_packets(stream.getvalue()):
+        heaps.setdefault(_cnt(pkt), []).append(pkt)
+    first, data, end = heaps[1], heaps[2], heaps[3]
+    record = struct.Struct("<IIII")
+    size = 0
+    pending = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+    with open(path, "wb", buffering=0) as f:
+
+        def put(pkt, k=[0]):
+            nonlocal size
+            frame = _udp_frame(pkt)
+            pending.extend(record.pack(k[0] // 1000000, k[0] % 1000000, len(frame), len(frame)))
+            pending.extend(frame)
+            k[0] += 1
+            size += 16 + len(frame)
+            while len(pending) >= write_size:
+                f.write(pending[:write_size])
+                del pending[:write_size]
+
+        for pkt in first:
+            put(pkt)
+        for cnt in range(2, n_heaps + 1):
+            for pkt in data:
+                put(_with_cnt(pkt, cnt))
+        for pkt in end:
+            put(_with_cnt(pkt, n_heaps + 1))
+        f.write(pending)
+    return {"bytes": size + 24, "packets_per_heap": len(data)}
+
+
+def scenario_recv_pcap(api, path, heap_size, n_heaps, reps=1, timeout=120.0):
+    """Replay a capture with ``add_udp_pcap_file_reader``, ``ItemGroup.update``
+    per heap; ``reps`` timed replays in this process."""
+    tp = api.thread_pool()
+    times, counts = [], []
+    for _ in range(reps):
+        elapsed, got = timed_receive(api, tp, lambda s: s.add_udp_pcap_file_reader(path),
+                                     timeout, "replay")
+        times.append(elapsed)
+        counts.append(got)
+    best = min(times)
+    return {"gbps": heap_size * n_heaps / best / 1e9, "heaps_per_s": n_heaps / best,
+            "times": times, "heaps": min(counts), "expected_heaps": n_heaps}
 
 
 SCENARIOS = {name[len("scenario_"):]: fn for name, fn in globals().items()

@@ -59,6 +59,7 @@ spead_assembler *spead_assembler_new(const spead_assembler_config *config,
     a->env.max_heap_size = config->max_heap_size;
     a->env.allow_out_of_order = config->allow_out_of_order;
     a->env.copy = spead_memcpy_function(0);
+    a->env.placement = config->placement;
     spead_allocator_incref(alloc);
     a->env.alloc = alloc;
     a->sink = sink;
@@ -152,6 +153,13 @@ static void hand_on(spead_assembler *a, live_heap *h, int exit, uint64_t *stats)
         stats[SPEAD_STAT_INCOMPLETE_HEAPS_EVICTED]++;
     else if (exit == SPEAD_HEAP_FLUSHED)
         stats[SPEAD_STAT_INCOMPLETE_HEAPS_FLUSHED]++;
+    const spead_heap_placement *placement = a->env.placement;
+    if (placement) {
+        if (h->placed)
+            placement->done(placement->ctx, &h->dest, live_heap_is_complete(h));
+        live_heap_clear(h);
+        return;
+    }
     spead_heap *out = live_heap_finish(h, a->config.bug_compat, a->config.keep_payload_ranges);
     a->sink(a->ctx, out, exit);
 }

@@ -28,6 +28,9 @@ typedef struct {
     int stop_on_stop_item;       /* a packet with a stop item ends the stream (its heap is
                                   * not handed on); else it is assembled like any other */
     int keep_payload_ranges;     /* finished heaps record which payload arrived */
+    /* When set, heaps' payloads go where it says and finished heaps are
+     * reported to it instead of the sink (a chunk stream). */
+    const spead_heap_placement *placement;
 } spead_assembler_config;
 
 /* Why a heap left the assembler. */

@@ -293,16 +293,17 @@ int live_heap_add_packet(live_heap *h, const spead_packet *pkt, const spead_live
         return SPEAD_FEED_OUT_OF_ORDER;
     }
 
-    /* room for the payload */
-    if (length > 0) {
+    /* room for the payload (a placement has its own) */
+    const spead_heap_placement *placement = env->placement;
+    if (length > 0 && !placement) {
         int known = pkt->heap_length >= 0 || h->heap_length >= 0;
         uint64_t need = pkt->heap_length >= 0 ? (uint64_t) pkt->heap_length
                         : h->heap_length >= 0 ? (uint64_t) h->heap_length : end;
         if (reserve(h, need, known, env) != 0)
             return SPEAD_FEED_NO_MEMORY;
-        if (env->allow_out_of_order && range_insert(h, offset, end, range_pos) != 0)
-            return SPEAD_FEED_NO_MEMORY;
     }
+    if (length > 0 && env->allow_out_of_order && range_insert(h, offset, end, range_pos) != 0)
+        return SPEAD_FEED_NO_MEMORY;
 
     /* accepted: from here on the heap changes */
     if (pkt->heap_length >= 0 && h->heap_length < 0)
@@ -313,17 +314,34 @@ int live_heap_add_packet(live_heap *h, const spead_packet *pkt, const spead_live
         h->min_length = end;
     if (max_address > h->min_length)
         h->min_length = max_address;
-    p = pkt->pointers;
-    for (int i = 0; i < pkt->n_items; i++, p += SPEAD_POINTER_SIZE) {
-        uint64_t ptr = spead_load_be64(p);
-        if (!keeps_pointer(spead_pointer_id(ptr, hab)))
-            continue;
-        int fresh = pointer_is_new(h, ptr);
-        if (fresh < 0 || (fresh && pointer_append(h, ptr) != 0))
-            return SPEAD_FEED_NO_MEMORY;
+    if (placement) {
+        /* a chunk stream keeps no item pointers: its heaps are never read
+         * item by item */
+        if (!h->placed) {
+            h->dest.data = NULL;
+            h->dest.capacity = 0;
+            h->dest.chunk = NULL;
+            h->dest.chunk_id = -1;
+            h->dest.heap_index = 0;
+            placement->place(placement->ctx, pkt, &h->dest);
+            h->placed = 1;
+        }
+        if (length > 0 && h->dest.data && end <= h->dest.capacity
+            && placement->admit(placement->ctx, &h->dest, pkt))
+            env->copy(h->dest.data + offset, pkt->payload, (size_t) length);
+    } else {
+        p = pkt->pointers;
+        for (int i = 0; i < pkt->n_items; i++, p += SPEAD_POINTER_SIZE) {
+            uint64_t ptr = spead_load_be64(p);
+            if (!keeps_pointer(spead_pointer_id(ptr, hab)))
+                continue;
+            int fresh = pointer_is_new(h, ptr);
+            if (fresh < 0 || (fresh && pointer_append(h, ptr) != 0))
+                return SPEAD_FEED_NO_MEMORY;
+        }
+        if (length > 0)
+            env->copy(h->payload + offset, pkt->payload, (size_t) length);
     }
-    if (length > 0)
-        env->copy(h->payload + offset, pkt->payload, (size_t) length);
     h->received += length;
     if (end > h->data_end)
         h->data_end = end;

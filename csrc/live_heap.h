@@ -33,11 +33,33 @@ enum spead_feed_result {
 
 const char *spead_feed_result_string(int result);
 
+/* Where a heap's payload goes when a placement (a chunk stream) decides. */
+typedef struct {
+    uint8_t *data;                /* payload offset 0 goes here; NULL: the payload is dropped */
+    uint64_t capacity;            /* bytes available from ``data`` */
+    void *chunk;                  /* the placement's own (NULL: no chunk) */
+    int64_t chunk_id;
+    size_t heap_index;
+} spead_heap_dest;
+
+/* Instead of allocating payload memory for each heap, ask a placement. */
+typedef struct {
+    /* A heap's first accepted packet: choose its destination (preset to
+     * "dropped"). Only bytes up to ``capacity`` are ever written. */
+    void (*place)(void *ctx, const spead_packet *pkt, spead_heap_dest *dest);
+    /* Before a packet's payload is copied: nonzero to copy it. */
+    int (*admit)(void *ctx, const spead_heap_dest *dest, const spead_packet *pkt);
+    /* The heap left assembly, complete or not. */
+    void (*done)(void *ctx, const spead_heap_dest *dest, int complete);
+    void *ctx;
+} spead_heap_placement;
+
 typedef struct {
     uint64_t max_heap_size;       /* payload bytes, and item-pointer bytes, per heap */
     int allow_out_of_order;
-    spead_allocator *alloc;
+    spead_allocator *alloc;       /* unless ``placement`` is set */
     spead_memcpy_fn copy;
+    const spead_heap_placement *placement;
 } spead_live_heap_env;
 
 typedef struct live_heap {
@@ -58,6 +80,8 @@ typedef struct live_heap {
     uint64_t *seen;               /* hash set of pointers once there are many */
     size_t seen_cap;
     size_t packets;
+    int placed;                   /* placement mode: ``dest`` has been chosen */
+    spead_heap_dest dest;
 } live_heap;
 
 void live_heap_init(live_heap *h, int64_t cnt, int heap_address_bits);

@@ -3,9 +3,7 @@
  * task, so other work interleaves and a full ring can pause it. */
 #include <stdlib.h>
 
-#include "recv_stream.h"
-
-#define MEM_BATCH 256
+#include "recv_task.h"
 
 typedef struct {
     spead_reader base;
@@ -52,44 +50,6 @@ static int mem_next(spead_reader *base, spead_packet *pkt)
     return RECV_READ_SKIP;
 }
 
-static void stream_release(void *arg)
-{
-    recv_stream_decref(((mem_reader *) arg)->base.stream);
-}
-
-static void mem_task(void *arg);
-
-static void post_mem_task(mem_reader *r)
-{
-    recv_stream_incref(r->base.stream);
-    tpool_post(r->base.stream->tp, mem_task, r, stream_release);
-}
-
-static void mem_task(void *arg)
-{
-    mem_reader *r = arg;
-    if (recv_stream_run_batch(r->base.stream, &r->base, MEM_BATCH) == RECV_BATCH_MORE)
-        post_mem_task(r);
-}
-
-static void mem_start(spead_reader *base)
-{
-    post_mem_task((mem_reader *) base);
-}
-
-static void mem_resume(spead_reader *base)
-{
-    post_mem_task((mem_reader *) base);
-}
-
-static void mem_close(spead_reader *base)
-{
-    recv_stream *s = base->stream;
-    pthread_mutex_lock(&s->lock);
-    base->closed = 1;
-    pthread_mutex_unlock(&s->lock);
-}
-
 static void mem_destroy(spead_reader *base)
 {
     free(base);
@@ -97,9 +57,9 @@ static void mem_destroy(spead_reader *base)
 
 static const spead_reader_ops mem_ops = {
     .next = mem_next,
-    .start = mem_start,
-    .resume = mem_resume,
-    .close = mem_close,
+    .start = task_reader_start,
+    .resume = task_reader_start,
+    .close = task_reader_close,
     .destroy = mem_destroy,
     .lossy = 0,
 };

@@ -121,6 +121,22 @@ static void log_refused(recv_stream *s, const spead_packet *pkt, int result)
     }
 }
 
+/* Stream lock held: fold the custom statistics of the batch (what place
+ * callbacks counted) into the stream's, by mode, and start afresh. */
+static void merge_batch_stats(recv_stream *s)
+{
+    for (size_t i = SPEAD_STAT_CORE_COUNT; i < s->config.n_stats; i++) {
+        uint64_t v = s->batch_stats[i];
+        if (s->stat_modes[i] == SPEAD_STAT_MAXIMUM) {
+            if (v > s->stats[i])
+                s->stats[i] = v;
+        } else {
+            s->stats[i] += v;
+        }
+        s->batch_stats[i] = 0;
+    }
+}
+
 int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
 {
     pthread_mutex_lock(&s->lock);
@@ -165,6 +181,9 @@ int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
         if (n > s->stats[SPEAD_STAT_MAX_BATCH])
             s->stats[SPEAD_STAT_MAX_BATCH] = n;
     }
+    merge_batch_stats(s);
+    if (s->chunker && s->config.chunk_manager.after_batch)
+        s->config.chunk_manager.after_batch(s->config.chunk_manager.ctx);
     pthread_mutex_unlock(&s->lock);
     if (end) {
         recv_stream_end_of_input(s);
@@ -182,23 +201,49 @@ static void end_on_pool_stop(void *arg);
 recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
                              spead_allocator *alloc)
 {
-    if (config->ring_heaps == 0 || config->n_stats < SPEAD_STAT_CORE_COUNT)
-        return NULL;
-    recv_stream *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    s->config = *config;
-    s->stats = calloc(config->n_stats, sizeof(uint64_t));
-    s->assembler = spead_assembler_new(&config->assembly, alloc, heap_ready, s);
-    if (!s->stats || !s->assembler || spead_ring_init(&s->ring, config->ring_heaps) != 0) {
-        spead_assembler_free(s->assembler);
-        free(s->stats);
-        free(s);
+    if (config->ring_heaps == 0 || config->n_stats < SPEAD_STAT_CORE_COUNT) {
+        if (config->chunks && config->chunk_manager.release)
+            config->chunk_manager.release(config->chunk_manager.ctx);
         return NULL;
     }
+    recv_stream *s = calloc(1, sizeof(*s));
+    if (!s) {
+        if (config->chunks && config->chunk_manager.release)
+            config->chunk_manager.release(config->chunk_manager.ctx);
+        return NULL;
+    }
+    s->config = *config;
+    s->config.chunks = NULL;
+    s->config.stat_modes = NULL;
+    spead_logq_init(&s->log);
+    s->stats = calloc(config->n_stats, sizeof(uint64_t));
+    s->batch_stats = calloc(config->n_stats, sizeof(uint64_t));
+    s->stat_modes = calloc(config->n_stats, 1);
+    if (!s->stats || !s->batch_stats || !s->stat_modes)
+        goto fail;
+    for (size_t i = 0; i < config->n_stats; i++) {
+        if (config->stat_modes)
+            s->stat_modes[i] = config->stat_modes[i];
+        else if (i < SPEAD_STAT_CORE_COUNT)
+            s->stat_modes[i] = (uint8_t) spead_stat_modes[i];
+    }
+    spead_assembler_config assembly = config->assembly;
+    if (config->chunks) {
+        s->chunker = spead_chunker_new(config->chunks, &config->chunk_manager, s->batch_stats,
+                                       &s->log);
+        if (!s->chunker)
+            goto fail;
+        /* a heap's place in its chunk needs its length from the start */
+        assembly.allow_unsized_heaps = 0;
+        assembly.placement = &s->chunker->placement;
+    }
+    s->assembler = spead_assembler_new(&assembly, alloc, heap_ready, s);
+    if (!s->assembler)
+        goto fail;
+    if (spead_ring_init(&s->ring, config->ring_heaps) != 0)
+        goto fail;
     s->ring.on_space = resume_readers;
     s->ring.on_space_arg = s;
-    spead_logq_init(&s->log);
     s->refs = 1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->idle_cond, NULL);
@@ -217,12 +262,22 @@ recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
     if (tpool_is_stopped(tp))
         recv_stream_stop(s);
     return s;
+
+fail:
+    spead_assembler_free(s->assembler);
+    spead_chunker_free(s->chunker);
+    if (config->chunks && config->chunk_manager.release)
+        config->chunk_manager.release(config->chunk_manager.ctx);
+    free(s->stats);
+    free(s->batch_stats);
+    free(s->stat_modes);
+    spead_logq_destroy(&s->log);
+    free(s);
+    return NULL;
 }
 
-/* Stop hook: take a reference unless the stream is already being destroyed. */
-static int hold_for_pool_stop(void *arg)
+int recv_stream_try_incref(recv_stream *s)
 {
-    recv_stream *s = arg;
     int refs = __atomic_load_n(&s->refs, __ATOMIC_RELAXED);
     while (refs > 0) {
         if (__atomic_compare_exchange_n(&s->refs, &refs, refs + 1, 1,
@@ -230,6 +285,12 @@ static int hold_for_pool_stop(void *arg)
             return 1;
     }
     return 0;
+}
+
+/* Stop hook: take a reference unless the stream is already being destroyed. */
+static int hold_for_pool_stop(void *arg)
+{
+    return recv_stream_try_incref(arg);
 }
 
 /* Stop hook: no worker will serve the readers again, so end the stream now;
@@ -263,7 +324,12 @@ void recv_stream_decref(recv_stream *s)
         r = next;
     }
     spead_assembler_free(s->assembler);
+    if (s->chunker && s->config.chunk_manager.release)
+        s->config.chunk_manager.release(s->config.chunk_manager.ctx);
+    spead_chunker_free(s->chunker);
     free(s->stats);
+    free(s->batch_stats);
+    free(s->stat_modes);
     spead_ring_destroy(&s->ring, free_heap_item);
     spead_logq_destroy(&s->log);
     tpool_decref(s->tp);
@@ -354,6 +420,12 @@ static void shut_down(recv_stream *s)
         r->ops->close(r);
     pthread_mutex_lock(&s->lock);
     spead_assembler_flush(s->assembler, s->stats);
+    if (s->chunker) {
+        spead_chunker_flush(s->chunker);
+        if (s->config.chunk_manager.ended)
+            s->config.chunk_manager.ended(s->config.chunk_manager.ctx);
+    }
+    merge_batch_stats(s);
     s->stopping_readers = 2;
     pthread_cond_broadcast(&s->idle_cond);
     pthread_mutex_unlock(&s->lock);
@@ -363,6 +435,10 @@ static void shut_down(recv_stream *s)
 void recv_stream_stop(recv_stream *s)
 {
     spead_ring_stop(&s->ring);
+    /* a chunk stream may be waiting on its rings: they stop first, so the
+     * flush cannot block */
+    if (s->chunker && s->config.chunk_manager.stop)
+        s->config.chunk_manager.stop(s->config.chunk_manager.ctx);
     shut_down(s);
 }
 

@@ -21,6 +21,7 @@
 
 #include "alloc.h"
 #include "assembler.h"
+#include "chunk_stream.h"
 #include "heap.h"
 #include "logq.h"
 #include "ring.h"
@@ -70,6 +71,10 @@ typedef struct {
     int contiguous_only;    /* else incomplete heaps are delivered too */
     int explicit_start;     /* readers wait for recv_stream_start */
     size_t n_stats;         /* SPEAD_STAT_CORE_COUNT plus the custom statistics */
+    const uint8_t *stat_modes;  /* SPEAD_STAT_COUNTER/MAXIMUM for each (NULL: counters) */
+    /* A chunk stream: heaps go into chunks (the ring of heaps is unused). */
+    const spead_chunker_config *chunks;
+    spead_chunk_manager chunk_manager;
 } recv_stream_config;
 
 struct recv_stream {
@@ -83,6 +88,9 @@ struct recv_stream {
     spead_ring ring;
     spead_logq log;
     uint64_t *stats;           /* config.n_stats counters */
+    uint64_t *batch_stats;     /* custom statistics of the batch under way */
+    uint8_t *stat_modes;
+    spead_chunker *chunker;    /* chunk streams only */
     int stop_requested;        /* no new data is accepted */
     int stopping_readers;      /* a thread is closing the readers */
     int started;               /* readers may run (always, without explicit start) */
@@ -90,10 +98,15 @@ struct recv_stream {
     int64_t last_cnt;          /* the last heap handed to the ring (for log lines) */
 };
 
-/* Returns NULL when out of memory or the configuration is invalid. */
+/* Returns NULL when out of memory or the configuration is invalid. A chunk
+ * stream's manager is the stream's from this call on, even when it fails:
+ * its ``release`` is called when the stream is gone. */
 recv_stream *recv_stream_new(tpool_t *tp, const recv_stream_config *config,
                              spead_allocator *alloc);
 void recv_stream_incref(recv_stream *s);
+/* Take a reference unless the stream is already being destroyed; returns
+ * whether it did. */
+int recv_stream_try_incref(recv_stream *s);
 void recv_stream_decref(recv_stream *s);
 void recv_stream_set_allocator(recv_stream *s, spead_allocator *alloc);
 void recv_stream_set_memcpy(recv_stream *s, int nontemporal);
@@ -156,8 +169,18 @@ static inline void recv_stream_count_locked(recv_stream *s, int stat)
 int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len);
 /* Take ownership of a bound UDP socket. Returns 0 or -errno. */
 int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size);
+/* Take ownership of a listening TCP socket: accept one connection and read
+ * packets back to back from it; the stream ends when the peer closes.
+ * Returns 0 or -errno. */
+int recv_add_tcp_reader(recv_stream *s, int listen_fd, size_t max_size);
 /* Take packets from an in-process queue. Returns 0 or -errno. */
 struct spead_inproc_queue;
 int recv_add_inproc_reader(recv_stream *s, struct spead_inproc_queue *queue);
+/* Replay the UDP datagrams of a pcap or pcapng capture that match
+ * ``filter`` (pcap_filter.h; "" takes all). Returns 0, -ESHUTDOWN if the
+ * stream has stopped, or a RECV_PCAP_BAD_* with the reason in ``err``. */
+enum { RECV_PCAP_BAD_FILE = 1, RECV_PCAP_BAD_FILTER = 2 };
+int recv_add_udp_pcap_file_reader(recv_stream *s, const char *path, const char *filter,
+                                  char *err, size_t err_len);
 
 #endif

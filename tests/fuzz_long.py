@@ -2,7 +2,8 @@
 """Long fuzz run of the receive path: ``python tests/fuzz_long.py --inputs 1000000``.
 
 Runs the harness of :mod:`fuzzing` (mutated captures and generated packets
-through the buffer and UDP readers, then ItemGroup.update) in child
+through the buffer and UDP readers, and with ``--tcp`` a TCP reader, then
+ItemGroup.update) in child
 processes, so that a crash or hang is counted and the run goes on, and
 reports inputs tried, crashes, hangs, invariant failures and the summed
 stream statistics. Failing inputs are saved under --save-dir; ``--replay``
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import spead2
 
 from fuzzing import (BufferTarget, HangError, InvariantError, Mutator, RandomDraw, Tally,
-                     UdpTarget, gen_packets, own_captures, reference_captures)
+                     TcpTarget, UdpTarget, gen_packets, own_captures, reference_captures)
 
 
 def input_for(seed, index, mutator, max_size):
@@ -75,6 +76,9 @@ def worker(args):
     mutator = Mutator(corpus, random.Random(args.seed))
     tally = Tally()
     udp = None
+    # with --tcp every buffer input also goes over TCP; its tally is kept
+    # apart so that the inputs are counted once
+    tcp = TcpTarget(tp, None, Tally()) if args.tcp else None
     max_size = 9200
     for index in range(args.start, args.start + args.count):
         if progress is not None:
@@ -83,6 +87,10 @@ def worker(args):
         try:
             if kind == "buffer":
                 BufferTarget(tp, rng, tally).run(data)
+                if tcp is not None:
+                    kind = "tcp"
+                    tcp.rng = random.Random(f"{args.seed}:{index}:tcp")
+                    tcp.run(data)
             else:
                 if udp is None:
                     udp = UdpTarget(tp, rng, tally, max_size)
@@ -98,6 +106,11 @@ def worker(args):
                 udp = None
     if udp is not None:
         udp.close()
+    if tcp is not None:
+        tcp.close()
+        merged = tcp.tally.as_dict()
+        merged["inputs"] = 0
+        tally.merge(merged)
     tp.stop()
     if progress is not None:
         struct.pack_into("<q", progress, 0, args.start + args.count)
@@ -115,6 +128,12 @@ def replay(path):
     try:
         if case["kind"] == "buffer":
             BufferTarget(tp, rng, tally).run(case["data"])
+        elif case["kind"] == "tcp":
+            target = TcpTarget(tp, rng, tally)
+            try:
+                target.run(case["data"])
+            finally:
+                target.close()
         else:
             target = UdpTarget(tp, rng, tally)
             try:
@@ -141,6 +160,8 @@ def run_chunk(args, start, count, corpus_path):
         argv += ["--corpus", corpus_path]
     if args.save_dir:
         argv += ["--save-dir", args.save_dir]
+    if args.tcp:
+        argv.append("--tcp")
     timeout = 120 + count * 0.05
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
@@ -184,6 +205,9 @@ def main(argv=None):
                         help="where failing inputs are saved (pickles)")
     parser.add_argument("--reference", action="store_true",
                         help="also mutate captures sent by the reference spead2 (installs it)")
+    parser.add_argument("--tcp", action="store_true",
+                        help="also send every buffer input over TCP loopback to a TCP reader "
+                             "(about 8 ms more an input)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--replay", metavar="PICKLE", help="run one saved failing input again")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)

@@ -18,8 +18,9 @@ Inputs come from two sources:
 
 Each input is fed to a receive stream, followed by a *tail* of valid heaps
 on the same stream (a buffer reader gets ``input + padding + tail`` as one
-buffer; a UDP reader gets the input's datagrams, then the tail's). The
-invariants checked for every input:
+buffer; a TCP reader gets the same bytes over one connection, in pieces of
+random sizes, and then the connection closes; a UDP reader gets the input's
+datagrams, then the tail's). The invariants checked for every input:
 
 - no crash and no hang: every wait has a deadline, and the long run runs
   its inputs in child processes to survive and report a crash;
@@ -28,9 +29,11 @@ invariants checked for every input:
 - the reader's framing matches :func:`frame`, an independent statement of
   the buffer reader's rule (a packet is decoded; a rejected packet whose
   extent is known is skipped whole; anything else is skipped up to the
-  next plausible header): ``stats.packets`` and ``stats.bad_packets`` equal
-  the model's counts exactly, and no heap is delivered whose cnt no packet
-  carried;
+  next plausible header), or :func:`frame_stream`, the TCP reader's (the
+  extent comes from the header; a bad header skips 8 bytes; a packet over
+  max_size is skipped): ``stats.packets``, ``stats.bad_packets`` and
+  ``stats.too_large_packets`` equal the model's counts exactly, and no heap
+  is delivered whose cnt no packet carried;
 - ``ItemGroup.update`` on every delivered heap raises nothing but
   ``ValueError``, ``TypeError`` or ``UnicodeDecodeError``.
 
@@ -45,12 +48,14 @@ Why the tail cannot be disturbed by the input, by construction:
   tail packets with its cnt would join it. Tail cnts are therefore drawn
   outside the set of cnts of every packet the model decodes in the input
   (for UDP, in every input fed to that stream so far).
-- *Framing* (buffer only): a packet near the end of the input may claim a
-  payload that extends into the tail (the reader skips a rejected packet
+- *Framing* (buffer and TCP): a packet near the end of the input may claim
+  a payload that extends into the tail (the reader skips a rejected packet
   whole too, when its extent is known), or a header may straddle the
   boundary. Zero bytes are inserted between input and tail until the model
   frames the tail's first byte as a packet start (a swallowing packet ends
-  inside the padding; zero bytes are never a plausible header).
+  inside the padding; zero bytes are never a plausible header). Over TCP
+  an oversized packet may claim more than padding can cover (up to 2^56
+  bytes): the input is then cut where that packet starts.
 - *Eviction*: tail heaps arrive one after another, each packet in order,
   so the heap being assembled is always the newest and is never the one
   evicted; fuzz heaps still under assembly are evicted or flushed instead.
@@ -63,6 +68,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -112,27 +118,10 @@ class Packet:
             heap_length, offset, length, is_stop)
 
 
-def decode(data, pos=0, end=None):
-    """Decode the packet at ``data[pos:end]`` as the receiver does.
-
-    Returns ``(packet, extent)``: ``packet`` is a :class:`Packet` if the
-    receiver accepts the packet, else None; ``extent`` is the number of
-    bytes the packet occupies if its header, pointers and PAYLOAD_LENGTH
-    could be read and the payload fits, else 0.
-    """
-    if end is None:
-        end = len(data)
-    avail = end - pos
-    if avail < 8 or data[pos] != MAGIC or data[pos + 1] != VERSION:
-        return None, 0
-    id_bytes, addr_bytes = data[pos + 2], data[pos + 3]
-    if id_bytes + addr_bytes != 8 or not 1 <= addr_bytes <= 7:
-        return None, 0
-    hab = addr_bytes * 8
-    n = (data[pos + 6] << 8) | data[pos + 7]
-    after = 8 + 8 * n
-    if after > avail:
-        return None, 0
+def _specials(data, pos, n, hab):
+    """The header items among the ``n`` pointers after the header at ``pos``:
+    ``(cnt, heap_length, offset, length, is_stop)``, -1 where absent (the
+    last pointer of an id counts)."""
     cnt = heap_length = offset = length = -1
     is_stop = False
     addr_mask = (1 << hab) - 1
@@ -151,6 +140,28 @@ def decode(data, pos=0, end=None):
             length = value
         elif item_id == STREAM_CTRL_ID and value == CTRL_STOP:
             is_stop = True
+    return cnt, heap_length, offset, length, is_stop
+
+
+def decode(data, pos=0, end=None):
+    """Decode the packet at ``data[pos:end]`` as the receiver does.
+
+    Returns ``(packet, extent)``: ``packet`` is a :class:`Packet` if the
+    receiver accepts the packet, else None; ``extent`` is the number of
+    bytes the packet occupies if its header, pointers and PAYLOAD_LENGTH
+    could be read and the payload fits, else 0.
+    """
+    if end is None:
+        end = len(data)
+    avail = end - pos
+    if not _plausible_header(data, pos, end):
+        return None, 0
+    hab = data[pos + 3] * 8
+    n = (data[pos + 6] << 8) | data[pos + 7]
+    after = 8 + 8 * n
+    if after > avail:
+        return None, 0
+    cnt, heap_length, offset, length, is_stop = _specials(data, pos, n, hab)
     extent = after + length if 0 <= length <= avail - after else 0
     if (cnt < 0 or offset < 0 or length < 0 or length > avail - after
             or (heap_length >= 0 and offset + length > heap_length)):
@@ -175,16 +186,18 @@ def _next_header(data, pos, end):
 
 
 class Framing:
-    """The outcome of :func:`frame`: the accepted packets, the number of
-    rejected decodes, where each decode started, the (start, end) of every
-    packet whose extent was known (accepted or not), and whether (and
-    where) a STOP ended the reading."""
+    """The outcome of :func:`frame` or :func:`frame_stream`: the accepted
+    packets, the number of rejected decodes (bad packets) and of oversized
+    packets, where each decode started, the (start, end) of every packet
+    whose extent was known (accepted or not; for a stream also each 8-byte
+    skip), and whether (and where) a STOP ended the reading."""
 
-    __slots__ = ("packets", "bad", "starts", "spans", "stop_at")
+    __slots__ = ("packets", "bad", "too_large", "starts", "spans", "stop_at")
 
     def __init__(self):
         self.packets = []
         self.bad = 0
+        self.too_large = 0
         self.starts = set()
         self.spans = []
         self.stop_at = None
@@ -208,6 +221,68 @@ def frame(data):
         if pkt.is_stop:
             out.stop_at = pkt.pos
             break
+    return out
+
+
+def _stream_extent(data, pos, end):
+    """How many bytes the packet at ``pos`` occupies, as a stream reader
+    tells from its header: ``(extent, None)``; ``(None, needed)`` if
+    ``data[pos:end]`` is too short to tell (``needed`` bytes would do);
+    ``(None, None)`` if it cannot start a packet (not a SPEAD header, or no
+    PAYLOAD_LENGTH)."""
+    if end - pos < 8:
+        return None, 8
+    if not _plausible_header(data, pos, end):
+        return None, None
+    n = (data[pos + 6] << 8) | data[pos + 7]
+    if 8 + 8 * n > end - pos:
+        return None, 8 + 8 * n
+    length = _specials(data, pos, n, data[pos + 3] * 8)[3]
+    return (None, None) if length < 0 else (8 + 8 * n + length, None)
+
+
+def frame_stream(data, max_size):
+    """Frame ``data`` as the TCP reader frames its connection (which then
+    closes), up to the end or a STOP.
+
+    The rules: a header that is not SPEAD or has no PAYLOAD_LENGTH skips 8
+    bytes, and a run of such skips is one bad packet; a packet over
+    ``max_size`` is skipped whole (too large); one that does not decode is
+    skipped whole (bad); bytes left at the end are one bad packet unless
+    they continue a run of skips.
+    """
+    out = Framing()
+    pos, end = 0, len(data)
+    skipping = False
+    while pos < end:
+        out.starts.add(pos)
+        extent, needed = _stream_extent(data, pos, end)
+        if needed is not None:
+            out.bad += not skipping
+            out.spans.append((pos, pos + needed))
+            break
+        if extent is None:
+            out.bad += not skipping
+            skipping = True
+            out.spans.append((pos, pos + 8))
+            pos += 8
+            continue
+        skipping = False
+        out.spans.append((pos, pos + extent))
+        if extent > max_size:
+            out.too_large += 1
+        elif pos + extent > end:
+            out.bad += 1
+        else:
+            pkt, _ = decode(data, pos, pos + extent)
+            if pkt is None:
+                out.bad += 1
+            else:
+                out.packets.append(pkt)
+                if pkt.is_stop:
+                    out.stop_at = pos
+                    break
+        pos += extent
     return out
 
 
@@ -778,18 +853,23 @@ class BufferTarget:
         self.rng = rng
         self.tally = tally
 
+    def frame(self, data):
+        """The model of this target's reader."""
+        return frame(data)
+
     def layout(self, data):
-        """``(buffer, tail, framing)``: ``data``, zero padding and a tail framed apart."""
+        """``(buffer, tail, framing, start)``: ``data``, zero padding and a
+        tail framed apart; the tail starts at ``start``."""
         rng = self.rng
         pad = 0
         for _ in range(50):
             head = data + bytes(pad)
-            fuzz_framing = frame(head)
+            fuzz_framing = self.frame(head)
             exclude = {p.cnt for p in fuzz_framing.packets}
             tail = make_tail(rng, exclude)
             tail_bytes = b"".join(p for heap in tail for p in heap.packets)
             buf = head + tail_bytes
-            framing = frame(buf)
+            framing = self.frame(buf)
             start = len(head)
             if framing.stop_at is not None and framing.stop_at < start:
                 return buf, tail, framing, start
@@ -798,14 +878,21 @@ class BufferTarget:
                 return buf, tail, framing, start
             # a packet (accepted or rejected, its extent known) swallows the
             # tail's start: pad until it ends inside the padding
-            crossing = [end for begin, end in framing.spans if begin < start < end]
-            pad += crossing[-1] - start if crossing else 8
+            crossing = [(begin, end) for begin, end in framing.spans if begin < start < end]
+            if crossing and crossing[-1][1] - start > self.MAX_PAD:
+                # an oversized packet claiming more than padding can cover:
+                # the input is cut where it starts
+                data, pad = data[:crossing[-1][0]], 0
+                continue
+            pad += crossing[-1][1] - start if crossing else 8
         raise InvariantError("could not lay out the input and its tail apart")
 
-    def run(self, data):
+    #: the most zero bytes put between input and tail
+    MAX_PAD = 1 << 20
+
+    def new_stream(self):
+        """A stream with random settings; returns it and its keyword arguments."""
         rng = self.rng
-        self.tally.inputs += 1
-        buf, tail, framing, start = self.layout(bytes(data))
         kwargs = random_stream_args(rng)
         stream = spead2.recv.Stream(self.tp, **kwargs)
         alloc = _allocator(rng)
@@ -813,7 +900,18 @@ class BufferTarget:
             stream.set_memory_allocator(alloc)
         if rng.random() < 0.1:
             stream.set_memcpy(spead2.MEMCPY_NONTEMPORAL)
+        return stream, kwargs
+
+    def run(self, data):
+        self.tally.inputs += 1
+        buf, tail, framing, start = self.layout(bytes(data))
+        stream, kwargs = self.new_stream()
         stream.add_buffer_reader(buf)
+        self.check(stream, framing, start, tail, f"buffer stream ({len(buf)} bytes, {kwargs})")
+
+    def check(self, stream, framing, start, tail, what):
+        """Consume ``stream`` until it ends; check the invariants against
+        the model's ``framing`` of the input and ``tail`` (from ``start``)."""
         stopped_early = framing.stop_at is not None and framing.stop_at < start
         accepted = {p.cnt for p in framing.packets}
         by_cnt = {h.cnt: h for h in tail}
@@ -827,8 +925,7 @@ class BufferTarget:
                     heap = stream.get_nowait()
                 except spead2.Empty:
                     if not wait_readable(stream.fd, deadline):
-                        raise HangError(f"buffer stream did not end within {WAIT} s "
-                                        f"({len(buf)} bytes, {kwargs})")
+                        raise HangError(f"{what} did not end within {WAIT} s")
                     continue
                 except spead2.Stopped:
                     break
@@ -845,17 +942,85 @@ class BufferTarget:
         stats = stream.stats
         self.tally.add_stats(None, stats)
         self.tally.heaps += heaps
-        if stats.packets != len(framing.packets) or stats.bad_packets != framing.bad:
+        counts = (stats.packets, stats.bad_packets, stats.too_large_packets)
+        model = (len(framing.packets), framing.bad, framing.too_large)
+        if counts != model:
             raise InvariantError(
-                f"framing differs from the model: reader saw {stats.packets} packets and "
-                f"{stats.bad_packets} bad, model {len(framing.packets)} and {framing.bad}")
+                f"framing differs from the model: reader saw (packets, bad, too large) {counts}, "
+                f"model {model}")
         if stopped_early:
             self.tally.stops += 1
             if got_tail:
                 raise InvariantError(f"tail heaps {got_tail} delivered after a STOP")
         elif got_tail != [h.cnt for h in tail]:
             raise InvariantError(f"tail heaps {[h.cnt for h in tail]} sent, {got_tail} delivered "
-                                 f"({kwargs}, stats {stats})")
+                                 f"({what}, stats {stats})")
+
+
+class TcpTarget(BufferTarget):
+    """A new stream per input, fed ``input + padding + tail`` over one TCP
+    connection (which then closes), sent in pieces of random sizes. One
+    listening socket serves every input: each reader accepts from a
+    duplicate of it."""
+
+    def __init__(self, tp, rng, tally, max_sizes=(8192, 65536)):
+        super().__init__(tp, rng, tally)
+        # 8192: a tail packet fits, many packets of the captures do not
+        self.max_sizes = max_sizes
+        self.max_size = max_sizes[0]
+        self.acceptor = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.acceptor.bind(("127.0.0.1", 0))
+        self.acceptor.listen()
+
+    def close(self):
+        self.acceptor.close()
+
+    def frame(self, data):
+        return frame_stream(data, self.max_size)
+
+    def pieces(self, n):
+        """Sizes to cut ``n`` bytes into: all at once, or small random pieces
+        (so that headers and packets straddle reads)."""
+        rng = self.rng
+        if rng.random() < 0.6:
+            return [n]
+        top = rng.choice([64, 512, 4096])
+        sizes = []
+        while n > 0:
+            sizes.append(min(n, rng.randint(1, top)))
+            n -= sizes[-1]
+        return sizes
+
+    def _send(self, conn, buf, sizes):
+        pos = 0
+        try:
+            for size in sizes:
+                conn.sendall(buf[pos:pos + size])
+                pos += size
+        except OSError:
+            pass  # the reader closed early (a STOP); the checks say if it should have
+        finally:
+            conn.close()
+
+    def run(self, data):
+        self.tally.inputs += 1
+        self.max_size = self.rng.choice(self.max_sizes)
+        buf, tail, framing, start = self.layout(bytes(data))
+        stream, kwargs = self.new_stream()
+        stream.add_tcp_reader(self.acceptor, max_size=self.max_size)
+        conn = socket.create_connection(self.acceptor.getsockname(), timeout=WAIT)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # a thread sends, as the reader may wait for the consumer (a full ring)
+        sender = threading.Thread(target=self._send, args=(conn, buf, self.pieces(len(buf))),
+                                  daemon=True)
+        sender.start()
+        try:
+            self.check(stream, framing, start, tail,
+                       f"TCP stream ({len(buf)} bytes, max_size {self.max_size}, {kwargs})")
+        finally:
+            sender.join(WAIT)
+        if sender.is_alive():
+            raise HangError(f"sending {len(buf)} bytes over TCP took over {WAIT} s")
 
 
 class UdpTarget:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 REF_VERSION = "4.5.1"
-REF_REQUIREMENTS = [f"spead2=={REF_VERSION}", "numpy"]
+REF_REQUIREMENTS = [f"spead2=={REF_VERSION}", "numpy", "numba", "scipy"]  # numba: chunk place callbacks
 VENV_ENV_VAR = "SPEAD2_REF_VENV"
 DEFAULT_VENV = Path("~/.cache/spead2py/ref-" + REF_VERSION)
 MARKER = "spead2py-ref.json"
@@ -80,7 +80,7 @@ def _check(python):
     """``None`` if ``python`` imports the reference spead2 and numpy, else why not."""
     if not python.exists():
         return f"{python} does not exist"
-    code = "import spead2, numpy; print(spead2.__version__)"
+    code = "import spead2, numpy, numba, scipy; print(spead2.__version__)"
     try:
         proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True,
                               timeout=CHECK_TIMEOUT, env=script_env(), cwd=tempfile.gettempdir())
@@ -309,6 +309,14 @@ def _flavour_args(heap_address_bits, bug_compat):
     return ["--heap-address-bits", heap_address_bits, "--bug-compat", bug_compat]
 
 
+def _sender_args(host, port, itemset, heaps, heap_address_bits, bug_compat, max_packet_size):
+    args = ["--host", host, "--port", port, "--itemset", itemset, "--heaps", heaps,
+            *_flavour_args(heap_address_bits, bug_compat)]
+    if max_packet_size is not None:
+        args += ["--max-packet-size", max_packet_size]
+    return args
+
+
 def load_dump(path):
     """Read a receiver script's pickle, with values decoded (see ``itemsets.decode_dump``)."""
     import itemsets
@@ -354,13 +362,19 @@ class RefPython:
 
     def start_send_udp(self, port, itemset, heaps, heap_address_bits=40, bug_compat=0,
                        host="127.0.0.1", rate=None, max_packet_size=None):
-        args = ["--host", host, "--port", port, "--itemset", itemset, "--heaps", heaps,
-                *_flavour_args(heap_address_bits, bug_compat)]
+        args = _sender_args(host, port, itemset, heaps, heap_address_bits, bug_compat,
+                            max_packet_size)
         if rate is not None:
             args += ["--rate", rate]
-        if max_packet_size is not None:
-            args += ["--max-packet-size", max_packet_size]
         return self.start("send_udp.py", *args)
+
+    def start_send_tcp(self, port, itemset, heaps, heap_address_bits=40, bug_compat=0,
+                       host="127.0.0.1", max_packet_size=None):
+        """Start the reference TCP sender; it connects to ``host:port``, which
+        must be listening already."""
+        return self.start("send_tcp.py", *_sender_args(host, port, itemset, heaps,
+                                                        heap_address_bits, bug_compat,
+                                                        max_packet_size))
 
     def start_recv_udp(self, output, bug_compat=0, host="127.0.0.1", port=0, timeout=30.0,
                        startup_timeout=30.0):

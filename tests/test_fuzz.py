@@ -1,4 +1,4 @@
-"""Fuzzing the receive path: a bounded run of about 10^4 inputs.
+"""Fuzzing the receive path: a bounded run of about 1.5 * 10^4 inputs.
 
 The harness, its invariants and why the tail heaps cannot collide with the
 fuzz input are described in :mod:`fuzzing`; ``python tests/fuzz_long.py``
@@ -22,7 +22,7 @@ import spead2.recv
 from spead2._codec import decode_raw_descriptor
 import fuzzing
 from fuzzing import (ALLOWED_UPDATE_ERRORS, BufferTarget, InvariantError, Mutator, Tally,
-                     UdpTarget)
+                     TcpTarget, UdpTarget)
 from packets import packet, stop_packet
 
 SEED = 20240611
@@ -31,6 +31,9 @@ UDP_MUTATIONS = 1500
 BUFFER_GENERATED = 2000
 UDP_GENERATED = 1000
 DESCRIPTOR_MUTATIONS = 1500
+# about 8 ms an input (a stream, a connection and a thread each): ~20 s in all
+TCP_MUTATIONS = 1000
+TCP_GENERATED = 800
 
 FUZZ_SETTINGS = dict(deadline=None, derandomize=True, database=None,
                      suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -62,6 +65,13 @@ def corpus(thread_pool):
 @pytest.fixture(scope="module")
 def udp_target(thread_pool):
     target = UdpTarget(thread_pool, random.Random(SEED), Tally())
+    yield target
+    target.close()
+
+
+@pytest.fixture(scope="module")
+def tcp_target(thread_pool):
+    target = TcpTarget(thread_pool, random.Random(SEED), Tally())
     yield target
     target.close()
 
@@ -98,6 +108,32 @@ class TestModel:
         s.add_buffer_reader(data)
         assert [h.cnt for h in s] == [1, 2]
         assert (s.stats.packets, s.stats.bad_packets) == (2, 2)
+
+    def test_stream_model_frames_every_capture_as_the_buffer_model(self, corpus):
+        for data in corpus:
+            framing = fuzzing.frame_stream(data, 65536)
+            assert [p.pos for p in framing.packets] == [p.pos for p in fuzzing.frame(data).packets]
+            assert (framing.bad, framing.too_large) == (0, 0)
+
+    def test_stream_model_predicts_the_tcp_reader(self, thread_pool):
+        # zeros (8-byte skips), a header without PAYLOAD_LENGTH, an
+        # oversized packet, a packet without HEAP_CNT, a partial packet
+        fake = b"\x53\x04\x03\x05\x00\x00\x00\x01" + bytes(8)
+        data = (packet(1, b"a" * 10, 0, 10) + bytes(24) + fake + packet(2, b"b" * 9000, 0, 9000)
+                + packet(3, b"c", 0, 1) + packet(-1, b"dd", 0, 2, order="op")
+                + packet(4, b"e" * 100, 0, 100)[:50])
+        framing = fuzzing.frame_stream(data, 8192)
+        assert [p.cnt for p in framing.packets] == [1, 3]
+        assert (framing.bad, framing.too_large) == (3, 1)
+        tally = Tally()
+        target = TcpTarget(thread_pool, random.Random(SEED), tally, max_sizes=(8192,))
+        try:
+            target.run(data)
+        finally:
+            target.close()
+        # run() checked the reader against the model; with its tail after
+        # it, the partial packet is completed by the zero padding
+        assert tally.stats["bad_packets"] == 2 and tally.stats["too_large_packets"] == 1
 
     def test_clean_captures_arrive_whole_with_their_tails(self, thread_pool, corpus):
         tally = Tally()
@@ -136,6 +172,17 @@ class TestMutatedCaptures:
         st = udp_target.stream.stats
         assert st.too_large_packets > 0 and st.bad_packets > 0 and st.heaps > UDP_MUTATIONS
 
+    def test_tcp_reader(self, tcp_target, corpus):
+        rng = random.Random(SEED + 6)
+        mutator = Mutator(corpus, rng)
+        tcp_target.rng = rng
+        tally = tcp_target.tally
+        failures = run_inputs(tcp_target, (mutator.buffer_input() for _ in range(TCP_MUTATIONS)))
+        assert failures == []
+        assert tally.stats["bad_packets"] > 0 and tally.stats["too_large_packets"] > 0
+        assert tally.stats["worker_blocked"] > 0  # a full ring paused the reader
+        assert tally.heaps > TCP_MUTATIONS
+
     @pytest.mark.interop
     def test_buffer_reader_on_reference_captures(self, thread_pool, ref_python, tmp_path):
         captures = fuzzing.reference_captures(ref_python, str(tmp_path))
@@ -159,6 +206,13 @@ class TestGeneratedPackets:
         assert run_inputs(target, inputs) == []
         assert tally.stops > 0 and tally.stats["duplicate_packets"] > 0
         assert tally.stats["incomplete_heaps_evicted"] + tally.stats["incomplete_heaps_flushed"] > 0
+
+    def test_tcp_reader(self, tcp_target):
+        rng = random.Random(SEED + 7)
+        tcp_target.rng = rng
+        draw = fuzzing.RandomDraw(rng)
+        inputs = (b"".join(fuzzing.gen_packets(draw)) for _ in range(TCP_GENERATED))
+        assert run_inputs(tcp_target, inputs) == []
 
     def test_udp_reader(self, udp_target):
         rng = random.Random(SEED + 5)

@@ -140,14 +140,134 @@ class TestUnicast:
         s.stop()
 
 
+class TestBoundSocket:
+    """Today's ``(socket, max_size)`` form: the caller's bound socket, as it is."""
+
+    @staticmethod
+    def bound(size=1 << 20):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+        sock.bind(("127.0.0.1", 0))
+        return sock
+
+    @pytest.mark.parametrize("call", [
+        lambda s, sock: s.add_udp_reader(sock),
+        lambda s, sock: s.add_udp_reader(socket=sock),
+        lambda s, sock: s.add_udp_reader(sock, 9200),
+        lambda s, sock: s.add_udp_reader(socket=sock, max_size=9200),
+    ])
+    def test_positional_and_keyword(self, thread_pool, call):
+        s = spead2.recv.Stream(thread_pool)
+        with self.bound() as sock:
+            call(s, sock)
+            addr = sock.getsockname()
+        send_all(sample_heaps(3), addr)
+        assert [h.cnt for h in collect(s, 3)] == [1, 2, 3]
+        s.stop()
+
+    def test_used_as_it_is(self, thread_pool):
+        # no buffer size is asked for: the caller's stays
+        with self.bound(1 << 16) as sock:
+            before = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            s = spead2.recv.Stream(thread_pool)
+            s.add_udp_reader(sock)
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == before
+        s.stop()
+
+    def test_max_size_applies(self, thread_pool):
+        s = spead2.recv.Stream(thread_pool)
+        with self.bound() as sock:
+            s.add_udp_reader(sock, max_size=600)
+            addr = sock.getsockname()
+        send_all([packet(1, b"b" * 1000, 0, 1000, [(False, 0x1000, 0)])] + sample_heaps(1, 300, 2),
+                 addr)
+        assert [h.cnt for h in collect(s, 1)] == [2]
+        assert s.stats.too_large_packets == 1
+        s.stop()
+
+    def test_unbound_socket_is_refused(self, thread_pool):
+        s = spead2.recv.Stream(thread_pool)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            with pytest.raises(ValueError, match="bound"):
+                s.add_udp_reader(sock)
+
+    def test_wrong_socket_or_arguments(self, thread_pool):
+        s = spead2.recv.Stream(thread_pool)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            with pytest.raises(TypeError):
+                s.add_udp_reader(tcp)
+        with self.bound() as sock:
+            with pytest.raises(TypeError):
+                s.add_udp_reader(sock, 9200, 1 << 20)  # no buffer size in this form
+            with pytest.raises(TypeError):
+                s.add_udp_reader(sock, bind_hostname="127.0.0.1")
+            with pytest.raises(ValueError):
+                s.add_udp_reader(sock, max_size=4)
+
+
+class TestIpv4Form:
+    """``(multicast_group, port, max_size, buffer_size, interface_address)``
+    with a unicast address, as today's API allows."""
+
+    def test_unicast_address_equal_to_the_interface(self, thread_pool):
+        port = free_udp_port()
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader("127.0.0.1", port, interface_address="127.0.0.1")
+        send_all(sample_heaps(2), ("127.0.0.1", port))
+        assert [h.cnt for h in collect(s, 2)] == [1, 2]
+        s.stop()
+
+    def test_wildcard_address_means_the_interface(self, thread_pool):
+        port = free_udp_port()
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader("0.0.0.0", port, 9200, 0, "127.0.0.1")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as again:
+            with pytest.raises(OSError):
+                again.bind(("127.0.0.1", port))  # bound to 127.0.0.1 itself
+        send_all(sample_heaps(1), ("127.0.0.1", port))
+        assert [h.cnt for h in collect(s, 1)] == [1]
+        s.stop()
+
+    def test_wildcard_with_the_default_interface(self, thread_pool):
+        port = free_udp_port()
+        s = spead2.recv.Stream(thread_pool)
+        s.add_udp_reader("0.0.0.0", port)
+        send_all(sample_heaps(1), ("127.0.0.1", port))
+        assert [h.cnt for h in collect(s, 1)] == [1]
+        s.stop()
+
+    @pytest.mark.parametrize("args, kwargs", [
+        (("127.0.0.1",), {}),                                       # not the interface
+        (("127.0.0.1",), {"interface_address": "127.0.0.2"}),
+        (("ff14::1",), {}),                                         # IPv6 group
+        (("::1",), {"interface_address": "127.0.0.1"}),
+        (("239.255.77.1",), {"interface_address": "::1"}),         # IPv6 interface
+    ])
+    def test_value_errors(self, thread_pool, args, kwargs):
+        s = spead2.recv.Stream(thread_pool)
+        with pytest.raises(ValueError):
+            s.add_udp_reader(*args, free_udp_port(), **kwargs)
+
+    @pytest.mark.parametrize("address", ["::1", "239.255.0.1", "127.0.0.1"])
+    def test_ipv6_form_needs_an_ipv6_group(self, thread_pool, address):
+        s = spead2.recv.Stream(thread_pool)
+        with pytest.raises(ValueError):
+            s.add_udp_reader(address, free_udp_port(), 9200, 0, 0)
+        with pytest.raises(ValueError):
+            s.add_udp_reader(address, free_udp_port(), interface_index=1)
+
+
 class TestErrors:
     @pytest.mark.parametrize("port", [-1, 65536, 1 << 40])
     def test_port_out_of_range(self, thread_pool, port):
         s = spead2.recv.Stream(thread_pool)
-        with pytest.raises(OverflowError):
-            s.add_udp_reader(port)
-        with pytest.raises(OverflowError):
-            s.add_udp_reader("239.255.0.1", port, interface_address="127.0.0.1")
+        for args, kwargs in [((port,), {}), (("239.255.0.1", port), {}),
+                             (("239.255.0.1", port), {"interface_address": "127.0.0.1"}),
+                             (("ff14::1", port), {"interface_index": 0})]:
+            with pytest.raises(spead2.PortRangeError) as info:
+                s.add_udp_reader(*args, **kwargs)
+            # what 2016 programs catch, and what spead2 4.x programs catch
+            assert isinstance(info.value, OverflowError) and isinstance(info.value, TypeError)
 
     def test_port_in_use_is_runtime_and_os_error(self, thread_pool):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:

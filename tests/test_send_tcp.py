@@ -216,7 +216,7 @@ def test_blocking_connect_is_interrupted_by_sigint():
 @pytest.mark.interop
 def test_reference_decodes_our_stream(ref_python, tmp_path, thread_pool):
     output = tmp_path / "dump.pkl"
-    with ref_python.start("recv_tcp.py", "--output", output, "--timeout", 30) as proc:
+    with ref_python.start("recv_tcp_items.py", "--output", output, "--timeout", 30) as proc:
         port = int(proc.readline(30))
         stream = spead2.send.TcpStream(thread_pool, [("127.0.0.1", port)])
         itemsets.send_heaps(spead2, stream.send_heap, "mix", 4, spead2.Flavour())

@@ -4,7 +4,7 @@ A compiled implementation of the spead2 Python API: programs written for the
 documented ``spead2`` interface run unchanged.
 """
 
-from ._errors import PortRangeError, RangeError, SocketError
+from ._errors import FilterError, PortRangeError, RangeError, SocketError
 from ._logging import install as _install_rate_limit
 from ._core import Buffer, InprocQueue, MemoryAllocator, MemoryPool, MmapAllocator, ThreadPool
 from ._core import (  # noqa: F401  (the constants are defined in csrc/wire.h)
@@ -27,6 +27,11 @@ _install_rate_limit()
 
 class Stopped(Exception):
     """The stream has been stopped and every queued heap has been consumed."""
+
+
+class Full(Exception):
+    """No room: ``ChunkRingbuffer.put_nowait`` on a full ring, or
+    ``add_free_chunk`` when the free ring is full."""
 
 
 class Empty(Exception):

@@ -8,7 +8,7 @@ convert with ``int()``.
 import enum
 from typing import Any, Callable, List, Optional, Tuple
 
-__all__ = ["flag", "Option", "IntEnum", "Config"]
+__all__ = ["flag", "Option", "ListOption", "IntEnum", "Config"]
 
 
 def flag(value: Any, name: str) -> bool:
@@ -34,6 +34,14 @@ class Option:
 
     def __set__(self, obj: Any, value: Any) -> None:
         setattr(obj, self.slot, self.check(value, self.name))
+
+
+class ListOption(Option):
+    """An option holding a list: the getter returns a copy, so that the
+    configuration only changes by assignment."""
+
+    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
+        return self if obj is None else list(getattr(obj, self.slot))
 
 
 class IntEnum(enum.Enum):

@@ -20,3 +20,12 @@ class RangeError(OverflowError, TypeError):
 
 class PortRangeError(RangeError):
     """A port number outside 0-65535 (a :class:`RangeError`)."""
+
+
+class FilterError(ValueError, RuntimeError):
+    """A capture filter (``Stream.add_udp_pcap_file_reader``) was not understood.
+
+    A ``ValueError`` (the argument is bad) that is also a ``RuntimeError``,
+    the kind of error the reference raises for it. The message names the
+    offending word.
+    """

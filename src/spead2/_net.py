@@ -4,8 +4,8 @@ Resolving names, choosing IPv4 or IPv6, creating, binding and configuring
 sockets (buffer sizes, multicast membership and sending options), and taking
 over a socket a caller made. Failures of the network stack are
 :class:`spead2.SocketError` (an ``OSError`` and a ``RuntimeError``); bad
-argument types are ``TypeError``. The socket type is a parameter: UDP now,
-TCP later.
+argument types are ``TypeError``. The socket type is a parameter: UDP or
+TCP.
 """
 
 import errno
@@ -22,9 +22,9 @@ from ._errors import SocketError
 from ._logging import log
 
 __all__ = ["socket_error", "kind", "is_multicast", "resolve", "resolve_endpoints",
-           "create_socket", "adopt_socket",
-           "set_buffer_size", "bind", "join_group", "set_multicast_send", "wildcard_address",
-           "RECEIVE", "SEND"]
+           "create_socket", "adopt_socket", "set_buffer_size", "bind", "listen", "bound_port",
+           "is_listening", "join_group", "set_multicast_send", "wildcard_address", "RECEIVE",
+           "SEND"]
 
 #: Directions for :func:`set_buffer_size`.
 RECEIVE = "receive"
@@ -187,6 +187,25 @@ def bind(sock: _socket.socket, sockaddr: tuple, what: str, reuse: bool = False) 
         sock.bind(sockaddr)
     except OSError as exc:
         raise socket_error(exc, f"cannot bind {kind(sock.type)} socket to {what}") from None
+
+
+def listen(sock: _socket.socket, what: str) -> None:
+    """Let bound TCP ``sock`` accept connections (``what`` names it in
+    errors)."""
+    try:
+        sock.listen()
+    except OSError as exc:
+        raise socket_error(exc, f"cannot listen on TCP socket {what}") from None
+
+
+def bound_port(sock: _socket.socket) -> int:
+    """The port ``sock`` is bound to; 0 if it is not bound."""
+    return sock.getsockname()[1]
+
+
+def is_listening(sock: _socket.socket) -> bool:
+    """Whether ``sock`` accepts connections (``listen`` was called)."""
+    return bool(sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN))
 
 
 def join_group(sock: _socket.socket, group: str, interface_address: str = "",

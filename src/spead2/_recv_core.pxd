@@ -116,6 +116,77 @@ cdef extern from "logq.h" nogil:
         char text[200]
 
 
+cdef extern from "chunk.h" nogil:
+    ctypedef struct spead_chunk:
+        int64_t chunk_id
+        uint64_t stream_id
+        uint8_t *present
+        size_t present_size
+        uint8_t *data
+        size_t data_size
+        uint8_t *extra
+        size_t extra_size
+        void *owner
+        spead_chunk *next
+
+    ctypedef struct spead_chunk_place_data:
+        pass
+    ctypedef void (*spead_chunk_place_fn)(spead_chunk_place_data *data, size_t data_size)
+    ctypedef void (*spead_chunk_place_user_fn)(spead_chunk_place_data *data, size_t data_size,
+                                               void *user_data)
+
+
+cdef extern from "chunk_ring.h" nogil:
+    ctypedef struct spead_chunk_ring:
+        int data_fd
+        int space_fd
+        size_t capacity
+
+    spead_chunk_ring *spead_chunk_ring_new(size_t capacity)
+    void spead_chunk_ring_incref(spead_chunk_ring *r)
+    void spead_chunk_ring_decref(spead_chunk_ring *r)
+    int spead_chunk_ring_put(spead_chunk_ring *r, spead_chunk *c, int timeout_ms)
+    int spead_chunk_ring_get(spead_chunk_ring *r, spead_chunk **out, int timeout_ms)
+    int spead_chunk_ring_stop(spead_chunk_ring *r)
+    void spead_chunk_ring_add_producer(spead_chunk_ring *r)
+    int spead_chunk_ring_remove_producer(spead_chunk_ring *r)
+    size_t spead_chunk_ring_size(spead_chunk_ring *r)
+    int spead_chunk_ring_is_stopped(spead_chunk_ring *r)
+
+
+cdef extern from "chunk_stream.h" nogil:
+    ctypedef struct spead_chunk_manager:
+        spead_chunk *(*allocate)(void *ctx, int64_t chunk_id)
+        void (*ready)(void *ctx, spead_chunk *c)
+        void (*head_updated)(void *ctx, uint64_t head)
+        void (*after_batch)(void *ctx)
+        void (*stop)(void *ctx)
+        void (*ended)(void *ctx)
+        void (*release)(void *ctx)
+        void *ctx
+
+    ctypedef struct spead_chunker_config:
+        const uint64_t *item_ids
+        size_t n_items
+        size_t max_chunks
+        size_t max_heap_extra
+        size_t packet_presence_payload_size
+        spead_chunk_place_fn place
+        spead_chunk_place_user_fn place_user
+        void *place_user_data
+        uint64_t stream_id
+        size_t stat_too_old
+        size_t stat_rejected
+
+    ctypedef struct spead_chunk_ring_pair:
+        pass
+
+    spead_chunk_ring_pair *spead_chunk_ring_pair_new(spead_chunk_ring *data,
+                                                     spead_chunk_ring *free)
+    spead_chunk_manager spead_chunk_ring_pair_manager(spead_chunk_ring_pair *p)
+    spead_chunk *spead_chunk_ring_pair_take_released(spead_chunk_ring_pair *p)
+
+
 cdef extern from "recv_stream.h" nogil:
     ctypedef struct recv_stream_config:
         spead_assembler_config assembly
@@ -123,6 +194,9 @@ cdef extern from "recv_stream.h" nogil:
         int contiguous_only
         int explicit_start
         size_t n_stats
+        const uint8_t *stat_modes
+        const spead_chunker_config *chunks
+        spead_chunk_manager chunk_manager
 
     ctypedef struct recv_stream:
         pass
@@ -140,8 +214,50 @@ cdef extern from "recv_stream.h" nogil:
     size_t recv_stream_ring_size(recv_stream *s)
     int recv_add_buffer_reader(recv_stream *s, const uint8_t *data, size_t len)
     int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
+    int recv_add_tcp_reader(recv_stream *s, int listen_fd, size_t max_size)
     int recv_add_inproc_reader(recv_stream *s, spead_inproc_queue *queue)
     int recv_stream_logs_pending(recv_stream *s)
     size_t recv_stream_take_logs(recv_stream *s, spead_log_entry *out, size_t max)
     size_t recv_stream_discard_logs(recv_stream *s)
     void recv_stream_set_log_level(recv_stream *s, int level)
+    enum:
+        RECV_PCAP_BAD_FILE
+        RECV_PCAP_BAD_FILTER
+    int recv_add_udp_pcap_file_reader(recv_stream *s, const char *path, const char *filter,
+                                      char *err, size_t err_len)
+
+
+cdef extern from "chunk_place.h" nogil:
+    enum:
+        SPEAD_PLACE_MAX_AXES
+    ctypedef struct spead_place_axis:
+        int from_chunk_item
+        size_t item
+        uint64_t divisor
+        uint64_t count
+    ctypedef struct spead_place_rule:
+        size_t chunk_item
+        uint64_t chunk_step
+        size_t n_axes
+        spead_place_axis axes[8]
+        size_t length_item
+        uint64_t heap_size
+        int extra_value
+    void spead_place_by_rule(spead_chunk_place_data *d, size_t size, void *user)
+
+
+cdef extern from "chunk_group.h" nogil:
+    enum:
+        SPEAD_EVICT_LOSSY
+        SPEAD_EVICT_LOSSLESS
+    ctypedef struct spead_chunk_group:
+        pass
+    spead_chunk_group *spead_chunk_group_new(size_t max_chunks, int eviction_mode,
+                                             spead_chunk_ring *data, spead_chunk_ring *free_ring)
+    void spead_chunk_group_incref(spead_chunk_group *g)
+    void spead_chunk_group_decref(spead_chunk_group *g)
+    int spead_chunk_group_add_member(spead_chunk_group *g, size_t index,
+                                     spead_chunk_manager *out)
+    void spead_chunk_group_set_member_stream(spead_chunk_group *g, size_t index, recv_stream *s)
+    void spead_chunk_group_stop(spead_chunk_group *g)
+    spead_chunk *spead_chunk_group_take_released(spead_chunk_group *g)

@@ -14,6 +14,7 @@ import spead2
 from .._args import as_flags, as_index, as_nonzero_unsigned, as_unsigned
 from .._config import Config as _Config
 from .._config import IntEnum as _IntEnum
+from .._config import ListOption as _ListOption
 from .._config import Option as _Option
 from .._config import flag as _flag
 from ._recv import CORE_STATS, DEFAULT_MAX_HEAP_SIZE, default_allocator
@@ -306,6 +307,93 @@ del _index, _name, _mode
 def copy_config(config: _Config) -> _Config:
     """An independent copy of a configuration object."""
     return copy.copy(config)
+
+
+def _check_items(value: Any, name: str) -> List[int]:
+    return [as_unsigned(item, "item id") for item in value]
+
+
+def _check_place(value: Any, name: str) -> Any:
+    from ._chunks import check_place
+    return check_place(value)
+
+
+class ChunkStreamConfig(_Config):
+    """How a chunk stream places heaps into chunks.
+
+    Keywords (each also a read/write attribute): ``items`` (ids whose
+    immediate values, from each heap's first packet, are passed to the place
+    callback; the getter returns a copy), ``max_chunks`` (chunks being filled
+    at once), ``place`` (the place callback: a tuple whose first item is a
+    PyCapsule, such as a ``scipy.LowLevelCallable``, or a
+    :class:`ChunkPlacement`), ``max_heap_extra`` (the most bytes one heap may
+    write into ``Chunk.extra``). Packet presence is switched with
+    :meth:`enable_packet_presence` and :meth:`disable_packet_presence`.
+    """
+
+    DEFAULT_MAX_CHUNKS = 2
+
+    __slots__ = ("_items", "_max_chunks", "_place", "_max_heap_extra",
+                 "_packet_presence_payload_size")
+
+    def _set_defaults(self) -> None:
+        self._items: List[int] = []
+        self._max_chunks = self.DEFAULT_MAX_CHUNKS
+        self._place = None
+        self._max_heap_extra = 0
+        self._packet_presence_payload_size = 0
+
+    items = _ListOption(_check_items, "Item ids whose immediate values the place callback "
+                                      "gets (a new list each time).")
+    max_chunks = _Option(as_nonzero_unsigned, "Chunks being filled at once.")
+    place = _Option(_check_place, "The place callback (None until set).")
+    max_heap_extra = _Option(as_unsigned, "The most bytes one heap may write into Chunk.extra.")
+
+    @property
+    def packet_presence_payload_size(self) -> int:
+        """Payload bytes per packet in packet-presence mode, or 0 (off)."""
+        return self._packet_presence_payload_size
+
+    def enable_packet_presence(self, payload_size: int) -> "ChunkStreamConfig":
+        """Flag each packet in ``Chunk.present`` (at ``heap_index +
+        payload_offset // payload_size``) instead of each heap; returns self."""
+        self._packet_presence_payload_size = as_nonzero_unsigned(payload_size, "payload_size")
+        return self
+
+    def disable_packet_presence(self) -> "ChunkStreamConfig":
+        """Back to one flag per heap; returns self."""
+        self._packet_presence_payload_size = 0
+        return self
+
+
+class ChunkStreamGroupConfig(_Config):
+    """A group of chunk streams filling one sequence of chunks:
+    ``max_chunks`` (chunks being filled at once by the group) and
+    ``eviction_mode`` (what happens when a member needs a chunk beyond the
+    group's window: LOSSY releases the oldest chunks, complete or not;
+    LOSSLESS waits for every member to move past them)."""
+
+    class EvictionMode(_IntEnum):
+        LOSSY = 0
+        LOSSLESS = 1
+
+    DEFAULT_MAX_CHUNKS = 2
+
+    __slots__ = ("_max_chunks", "_eviction_mode")
+
+    def _set_defaults(self) -> None:
+        self._max_chunks = self.DEFAULT_MAX_CHUNKS
+        self._eviction_mode = ChunkStreamGroupConfig.EvictionMode.LOSSY
+
+    def _check_mode(value: Any, name: str) -> "ChunkStreamGroupConfig.EvictionMode":
+        if not isinstance(value, ChunkStreamGroupConfig.EvictionMode):
+            raise TypeError(f"{name} must be a ChunkStreamGroupConfig.EvictionMode, not "
+                            f"{type(value).__name__}")
+        return value
+
+    max_chunks = _Option(as_nonzero_unsigned, "Chunks the group fills at once.")
+    eviction_mode = _Option(_check_mode, "LOSSY or LOSSLESS.")
+    del _check_mode
 
 
 _LEGACY_KEYWORDS = ("bug_compat", "max_heaps", "ring_heaps", "max_heap_size")

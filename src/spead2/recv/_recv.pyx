@@ -285,44 +285,32 @@ cdef class _Ringbuffer:
         return self._stream._ring_config.heaps
 
 
-cdef class Stream:
-    """A receive stream: heaps assembled from one or more transports.
-
-    Two forms: today's ``Stream(thread_pool, config=StreamConfig(),
-    ring_config=RingStreamConfig())`` and the 2016 ``Stream(thread_pool,
-    bug_compat=0, max_heaps=4, ring_heaps=4)`` (which also takes
-    ``max_heap_size`` and accepts a heap's packets in any order). See
-    :func:`spead2.recv._config.stream_arguments`.
-    """
+cdef class _StreamBase:
+    """What every receive stream has: readers, start and stop, statistics and
+    configuration. :class:`Stream` hands heaps to its consumer; chunk streams
+    (:mod:`spead2.recv._chunks`) place them into chunks."""
 
     DEFAULT_UDP_MAX_SIZE = 9200
     DEFAULT_UDP_BUFFER_SIZE = 8388608
     DEFAULT_TCP_MAX_SIZE = 65536
     DEFAULT_TCP_BUFFER_SIZE = 212992
 
-    cdef recv_stream *s
-    cdef readonly object thread_pool
-    cdef list _holds
-    cdef object _config
-    cdef object _ring_config
-    cdef bint _started
-    cdef _LogSource _warnings
-
     def __cinit__(self, *args, **kwargs):
         self.s = NULL
         self._holds = []
 
-    def __init__(self, *args, **kwargs):
-        from spead2.recv._config import stream_arguments
+    cdef int _create(self, ThreadPool thread_pool, config, recv_stream_config *c,
+                     list extra_stats) except -1:
+        """Build the C stream from ``config`` (a StreamConfig) and the parts
+        of ``c`` the subclass filled in (ring or chunks); ``extra_stats`` are
+        statistics the stream adds after the custom ones."""
+        from spead2.recv._config import StreamStatConfig
+        cdef tpool_t *tp = thread_pool.get()
+        cdef bytes modes
         if self.s != NULL:
             raise RuntimeError("stream already initialised")
-        thread_pool, config, ring_config = stream_arguments(args, kwargs, type(self).__name__)
-        self._open(thread_pool, config, ring_config)
-
-    cdef _open(self, ThreadPool thread_pool, config, ring_config):
-        cdef recv_stream_config c
-        cdef tpool_t *tp = thread_pool.get()
-        memset(&c, 0, sizeof(c))
+        stats = config.stats + extra_stats
+        modes = bytes(int(stat.mode is StreamStatConfig.Mode.MAXIMUM) for stat in stats)
         c.assembly.max_heaps = config.max_heaps
         c.assembly.substreams = config.substreams
         c.assembly.max_heap_size = config.max_heap_size
@@ -330,21 +318,20 @@ cdef class Stream:
         c.assembly.allow_out_of_order = config.allow_out_of_order
         c.assembly.allow_unsized_heaps = config.allow_unsized_heaps
         c.assembly.stop_on_stop_item = config.stop_on_stop_item
-        c.assembly.keep_payload_ranges = ring_config.incomplete_keep_payload_ranges
-        c.ring_heaps = ring_config.heaps
-        c.contiguous_only = ring_config.contiguous_only
         c.explicit_start = config.explicit_start
-        c.n_stats = config.next_stat_index()
+        c.n_stats = len(stats)
+        c.stat_modes = <const uint8_t *> modes
         self.thread_pool = thread_pool
         self._config = config
-        self._ring_config = ring_config
+        self._stat_list = stats
         self._warnings = _LogSource()
-        self.s = recv_stream_new(tp, &c, (<MemoryAllocator> config.memory_allocator)._alloc)
+        self.s = recv_stream_new(tp, c, (<MemoryAllocator> config.memory_allocator)._alloc)
         if self.s == NULL:
-            raise MemoryError(f"cannot allocate a stream with max_heaps={config.max_heaps}, "
-                              f"substreams={config.substreams} and heaps={ring_config.heaps}")
+            raise MemoryError(f"cannot allocate a stream with max_heaps={config.max_heaps} "
+                              f"and substreams={config.substreams}")
         recv_stream_set_memcpy(self.s, config.memcpy)
         recv_stream_set_log_level(self.s, _logger.getEffectiveLevel())
+        return 0
 
     cdef recv_stream *_get(self) except NULL:
         if self.s == NULL:
@@ -365,36 +352,6 @@ cdef class Stream:
         """A copy of the stream's :class:`StreamConfig`."""
         import copy
         return copy.copy(self._config)
-
-    @property
-    def ring_config(self):
-        """A copy of the stream's :class:`RingStreamConfig`."""
-        import copy
-        return copy.copy(self._ring_config)
-
-    @property
-    def ringbuffer(self) -> _Ringbuffer:
-        """The ring of finished heaps (``size()``, ``capacity()``)."""
-        cdef _Ringbuffer ring = _Ringbuffer.__new__(_Ringbuffer)
-        ring._stream = self
-        return ring
-
-    # the 2016 attributes
-    @property
-    def bug_compat(self) -> int:
-        return self._config.bug_compat
-
-    @property
-    def max_heaps(self) -> int:
-        return self._config.max_heaps
-
-    @property
-    def ring_heaps(self) -> int:
-        return self._ring_config.heaps
-
-    @property
-    def max_heap_size(self) -> int:
-        return self._config.max_heap_size
 
     def set_memory_allocator(self, MemoryAllocator allocator not None) -> None:
         """Use ``allocator`` for the payload of heaps from now on."""
@@ -469,6 +426,31 @@ cdef class Stream:
                 import os
                 raise UdpSocketError(-rc, os.strerror(-rc))
 
+    def add_tcp_reader(self, *args, **kwargs) -> None:
+        """Feed the stream from one TCP connection, packets back to back.
+
+        Forms: ``(port, max_size=DEFAULT_TCP_MAX_SIZE,
+        buffer_size=DEFAULT_TCP_BUFFER_SIZE, bind_hostname='')`` listens on
+        ``(bind_hostname, port)``; ``(acceptor, max_size=DEFAULT_TCP_MAX_SIZE)``
+        takes (a duplicate of) a bound, listening socket. One connection is
+        accepted; the stream stops when its peer closes. Packets over
+        ``max_size`` bytes are skipped.
+        """
+        from spead2.recv._udp import open_tcp_listener
+        cdef recv_stream *s = self._get()
+        cdef int fd, rc
+        cdef size_t max_size
+        self._may_add_reader()
+        sock, max_size = open_tcp_listener(*args, **kwargs)
+        fd = sock.detach()
+        with nogil:
+            rc = recv_add_tcp_reader(s, fd, max_size)
+        if rc == -108:  # ESHUTDOWN
+            self._reader_refused("TCP")
+        elif rc != 0:
+            import os
+            raise MemoryError(os.strerror(-rc))
+
     def add_inproc_reader(self, InprocQueue queue not None) -> None:
         """Feed the stream from an in-process queue; once the queue is
         stopped and drained, the stream stops."""
@@ -482,6 +464,47 @@ cdef class Stream:
         elif rc != 0:
             import os
             raise OSError(-rc, os.strerror(-rc))
+
+    def add_udp_pcap_file_reader(self, filename, filter: str = "") -> None:
+        """Replay the UDP datagrams of a capture file, one SPEAD packet per
+        datagram; the end of the file ends the stream.
+
+        ``filename`` (str or os.PathLike) is a classic pcap or a pcapng
+        capture of Ethernet, Linux cooked (SLL, SLL2) or raw IP frames.
+        ``filter`` selects datagrams with tcpdump's syntax for ``udp``,
+        ``ip``, ``ip6``, ``[src|dst] host|net|port|portrange`` and ``vlan``
+        (see the README); ``""`` takes every UDP datagram. Raises
+        :exc:`RuntimeError` if the file cannot be read or is not a capture,
+        and :exc:`spead2._errors.FilterError` (a ``ValueError`` and a
+        ``RuntimeError``) if the filter is not understood.
+        """
+        import os
+        from spead2._errors import FilterError
+        cdef recv_stream *s = self._get()
+        cdef char err[512]
+        cdef bytes path = os.fsencode(filename)
+        cdef bytes expr
+        cdef const char *c_path
+        cdef const char *c_expr
+        cdef int rc
+        if not isinstance(filter, str):
+            raise TypeError(f"filter must be a str, not {type(filter).__name__}")
+        if b"\0" in path:
+            raise ValueError("embedded null byte in filename")
+        if "\0" in filter:
+            raise FilterError("the filter contains a NUL character")
+        expr = filter.encode()
+        self._may_add_reader()
+        c_path = path
+        c_expr = expr
+        with nogil:
+            rc = recv_add_udp_pcap_file_reader(s, c_path, c_expr, err, sizeof(err))
+        if rc == -108:  # ESHUTDOWN
+            self._reader_refused("pcap file")
+        elif rc == RECV_PCAP_BAD_FILTER:
+            raise FilterError(f"bad filter {filter!r}: {err.decode('utf-8', 'replace')}")
+        elif rc != 0:
+            raise RuntimeError(err.decode("utf-8", "replace"))
 
     cdef void _drain_logs(self):
         cdef spead_log_entry entries[16]
@@ -504,6 +527,89 @@ cdef class Stream:
             if n < 16:
                 break
         recv_stream_set_log_level(s, _logger.getEffectiveLevel())
+
+    def stop(self) -> None:
+        """Stop the stream and close its transports. Heaps already in the
+        ring can still be taken; heaps under assembly are lost. A stopped
+        stream cannot restart."""
+        cdef recv_stream *s = self._get()
+        with nogil:
+            recv_stream_stop(s)
+        self._drain_logs()
+
+    @property
+    def stats(self):
+        """A snapshot of the stream's statistics (:class:`StreamStats`)."""
+        from spead2.recv._config import StreamStats
+        cdef recv_stream *s = self._get()
+        cdef size_t n = len(self._stat_list)
+        cdef uint64_t *st = <uint64_t *> malloc(n * sizeof(uint64_t))
+        if st == NULL:
+            raise MemoryError()
+        try:
+            with nogil:
+                recv_stream_get_stats(s, st)
+            values = [st[i] for i in range(n)]
+        finally:
+            free(st)
+        self._drain_logs()
+        values[SPEAD_STAT_LOG_SUPPRESSED] += _limiter.suppressed(self._warnings)
+        return StreamStats._make(self._stat_list, values)
+
+
+cdef class Stream(_StreamBase):
+    """A receive stream: heaps assembled from one or more transports, handed
+    to the consumer through a ring (:meth:`get`, iteration).
+
+    Two forms: today's ``Stream(thread_pool, config=StreamConfig(),
+    ring_config=RingStreamConfig())`` and the 2016 ``Stream(thread_pool,
+    bug_compat=0, max_heaps=4, ring_heaps=4)`` (which also takes
+    ``max_heap_size`` and accepts a heap's packets in any order). See
+    :func:`spead2.recv._config.stream_arguments`.
+    """
+
+    cdef object _ring_config
+
+    def __init__(self, *args, **kwargs):
+        from spead2.recv._config import stream_arguments
+        cdef recv_stream_config c
+        thread_pool, config, ring_config = stream_arguments(args, kwargs, type(self).__name__)
+        memset(&c, 0, sizeof(c))
+        c.assembly.keep_payload_ranges = ring_config.incomplete_keep_payload_ranges
+        c.ring_heaps = ring_config.heaps
+        c.contiguous_only = ring_config.contiguous_only
+        self._ring_config = ring_config
+        self._create(thread_pool, config, &c, [])
+
+    @property
+    def ring_config(self):
+        """A copy of the stream's :class:`RingStreamConfig`."""
+        import copy
+        return copy.copy(self._ring_config)
+
+    @property
+    def ringbuffer(self) -> _Ringbuffer:
+        """The ring of finished heaps (``size()``, ``capacity()``)."""
+        cdef _Ringbuffer ring = _Ringbuffer.__new__(_Ringbuffer)
+        ring._stream = self
+        return ring
+
+    # the 2016 attributes
+    @property
+    def bug_compat(self) -> int:
+        return self._config.bug_compat
+
+    @property
+    def max_heaps(self) -> int:
+        return self._config.max_heaps
+
+    @property
+    def ring_heaps(self) -> int:
+        return self._ring_config.heaps
+
+    @property
+    def max_heap_size(self) -> int:
+        return self._config.max_heap_size
 
     def get(self):
         """Return the next heap, waiting if necessary.
@@ -546,39 +652,11 @@ cdef class Stream:
         except spead2.Stopped:
             raise StopIteration from None
 
-    def stop(self) -> None:
-        """Stop the stream and close its transports. Heaps already in the
-        ring can still be taken; heaps under assembly are lost. A stopped
-        stream cannot restart."""
-        cdef recv_stream *s = self._get()
-        with nogil:
-            recv_stream_stop(s)
-        self._drain_logs()
-
     @property
     def fd(self) -> int:
         """File descriptor that is readable exactly when a heap (or the end of
         the stream) is ready. Do not read from it."""
         return recv_stream_fd(self._get())
-
-    @property
-    def stats(self):
-        """A snapshot of the stream's statistics (:class:`StreamStats`)."""
-        from spead2.recv._config import StreamStats
-        cdef recv_stream *s = self._get()
-        cdef size_t n = self._config.next_stat_index()
-        cdef uint64_t *st = <uint64_t *> malloc(n * sizeof(uint64_t))
-        if st == NULL:
-            raise MemoryError()
-        try:
-            with nogil:
-                recv_stream_get_stats(s, st)
-            values = [st[i] for i in range(n)]
-        finally:
-            free(st)
-        self._drain_logs()
-        values[SPEAD_STAT_LOG_SUPPRESSED] += _limiter.suppressed(self._warnings)
-        return StreamStats._make(self._config.stats, values)
 
 
 # ---------------------------------------------------------------------------

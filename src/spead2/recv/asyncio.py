@@ -1,13 +1,80 @@
-"""Receive stream for :mod:`asyncio`: ``await stream.get()`` and ``async for``."""
+"""Receiving with :mod:`asyncio`: a receive stream whose ``get`` is a
+coroutine, and a chunk ring whose ``get`` and ``put`` are."""
 
 import asyncio
 import collections
-from typing import Optional
+from typing import Any, Callable, Deque, Optional, Tuple
 
 import spead2
 
+from ._chunks import ChunkRingbuffer as _BaseChunkRingbuffer
 from ._recv import Heap
 from ._recv import Stream as _BaseStream
+
+
+class _Waiters:
+    """Coroutines waiting, first come first served, for operations that can
+    only succeed once a file descriptor is readable.
+
+    Each waiter brings its ``attempt``: a call that returns the result, raises
+    ``retry`` (not yet: keep waiting) or raises :exc:`spead2.Stopped`, which
+    every waiter then gets. A cancelled waiter passes its turn on. Readiness
+    comes from the descriptor, so no thread is blocked and nothing polls.
+    """
+
+    def __init__(self, fd: int, retry: type) -> None:
+        self._fd = fd
+        self._retry = retry
+        self._queue: Deque[Tuple[asyncio.Future, Callable[[], Any]]] = collections.deque()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def __bool__(self) -> bool:
+        return bool(self._queue)
+
+    async def run(self, attempt: Callable[[], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)  # a turn for others, even when it would succeed at once
+        if not self._queue:
+            try:
+                return attempt()
+            except self._retry:
+                pass
+        fut = loop.create_future()
+        self._queue.append((fut, attempt))
+        if self._loop is None:
+            loop.add_reader(self._fd, self._ready)
+            self._loop = loop
+        return await fut
+
+    def _ready(self) -> None:
+        while self._queue:
+            fut, attempt = self._queue[0]
+            if fut.done():  # cancelled while waiting
+                self._queue.popleft()
+                continue
+            try:
+                result = attempt()
+            except self._retry:
+                return
+            except spead2.Stopped:
+                while self._queue:
+                    fut, _ = self._queue.popleft()
+                    if not fut.done():
+                        fut.set_exception(spead2.Stopped())
+                break
+            self._queue.popleft()
+            fut.set_result(result)
+        self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
+            self._loop = None
+
+    def wake(self) -> None:
+        """Let the waiters look again soon (after a stop)."""
+        if self._queue and self._loop is not None:
+            self._loop.call_soon(self._ready)
 
 
 class Stream(_BaseStream):
@@ -15,60 +82,18 @@ class Stream(_BaseStream):
 
     It takes the same arguments (either API generation). Several waiters may
     be pending; they are served in the order they called :meth:`get`.
-    Readiness comes from the stream's file descriptor, so no thread is
-    blocked and nothing polls. ``loop`` is accepted for 2016 programs and
-    ignored: the running loop is used.
+    ``loop`` is accepted for 2016 programs and ignored: the running loop is
+    used.
     """
 
     def __init__(self, *args, loop: Optional[asyncio.AbstractEventLoop] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self._waiters: "collections.deque[asyncio.Future]" = collections.deque()
-        self._listening_loop: Optional[asyncio.AbstractEventLoop] = None
-
-    def _start_listening(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._listening_loop is None:
-            loop.add_reader(self.fd, self._ready)
-            self._listening_loop = loop
-
-    def _stop_listening(self) -> None:
-        if self._listening_loop is not None:
-            self._listening_loop.remove_reader(self.fd)
-            self._listening_loop = None
-
-    def _ready(self) -> None:
-        while self._waiters:
-            fut = self._waiters[0]
-            if fut.done():  # cancelled while waiting
-                self._waiters.popleft()
-                continue
-            try:
-                heap = _BaseStream.get_nowait(self)
-            except spead2.Empty:
-                return
-            except spead2.Stopped:
-                while self._waiters:
-                    fut = self._waiters.popleft()
-                    if not fut.done():
-                        fut.set_exception(spead2.Stopped())
-                break
-            self._waiters.popleft()
-            fut.set_result(heap)
-        self._stop_listening()
+        self._waiters = _Waiters(self.fd, spead2.Empty)
 
     async def get(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> Heap:
         """Wait for the next heap; raise :exc:`spead2.Stopped` at the end.
         ``loop`` is ignored (2016 programs pass it)."""
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(0)  # a turn for others, even when a heap is ready
-        if not self._waiters:
-            try:
-                return _BaseStream.get_nowait(self)
-            except spead2.Empty:
-                pass
-        fut = loop.create_future()
-        self._waiters.append(fut)
-        self._start_listening(loop)
-        return await fut
+        return await self._waiters.run(lambda: _BaseStream.get_nowait(self))
 
     def get_nowait(self) -> Heap:
         """Return a ready heap or raise :exc:`spead2.Empty`, if no coroutine is waiting."""
@@ -87,6 +112,42 @@ class Stream(_BaseStream):
 
     def stop(self) -> None:
         super().stop()
-        # wake the waiters: the end marker makes the fd readable
-        if self._waiters and self._listening_loop is not None:
-            self._listening_loop.call_soon(self._ready)
+        # the end marker makes the fd readable; wake the waiters in case
+        # the loop is not watching it right now
+        self._waiters.wake()
+
+
+class ChunkRingbuffer(_BaseChunkRingbuffer):
+    """A :class:`spead2.recv.ChunkRingbuffer` with coroutines: ``await
+    get()``, ``await put(chunk)`` and ``async for``. Waiters are served in
+    order and tolerate cancellation; when the ring stops, every waiter gets
+    :exc:`spead2.Stopped`."""
+
+    def __init__(self, maxsize: int) -> None:
+        super().__init__(maxsize)
+        self._getters = _Waiters(self.data_fd, spead2.Empty)
+        self._putters = _Waiters(self.space_fd, spead2.Full)
+
+    async def get(self) -> Any:
+        """Wait for a chunk; raise :exc:`spead2.Stopped` once stopped and empty."""
+        return await self._getters.run(lambda: _BaseChunkRingbuffer.get_nowait(self))
+
+    async def put(self, chunk: Any) -> None:
+        """Wait for room, then add ``chunk``; raise :exc:`spead2.Stopped` if
+        the ring is stopped."""
+        return await self._putters.run(lambda: _BaseChunkRingbuffer.put_nowait(self, chunk))
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.get()
+        except spead2.Stopped:
+            raise StopAsyncIteration from None
+
+    def stop(self) -> bool:
+        stopped = super().stop()
+        self._getters.wake()
+        self._putters.wake()
+        return stopped
