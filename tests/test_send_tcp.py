@@ -1,8 +1,6 @@
 """TcpStream: packets back to back on a connection, checked with a plain
-listening socket and with the reference's TCP receiver.
-
-(Our own ``Stream.add_tcp_reader`` is being written on the receive side;
-once it exists, ``test_reference_decodes_our_stream`` can also run with it.)
+listening socket, with the reference's TCP receiver and with our own
+``recv.Stream.add_tcp_reader``.
 """
 
 import errno
@@ -222,3 +220,23 @@ def test_reference_decodes_our_stream(ref_python, tmp_path, thread_pool):
         itemsets.send_heaps(spead2, stream.send_heap, "mix", 4, spead2.Flavour())
         proc.finish(40)
     itemsets.assert_dump_matches("mix", load_dump(output), 4, context="ours tcp -> reference: ")
+
+
+def test_our_tcp_reader_decodes_our_stream(thread_pool):
+    import spead2.recv
+    acceptor = socket.socket()
+    acceptor.bind(("127.0.0.1", 0))
+    acceptor.listen(1)
+    rx = spead2.recv.Stream(thread_pool, spead2.recv.StreamConfig(),
+                            spead2.recv.RingStreamConfig(heaps=16))
+    rx.add_tcp_reader(acceptor)
+    port = acceptor.getsockname()[1]
+    acceptor.close()
+    stream = spead2.send.TcpStream(thread_pool, [("127.0.0.1", port)])
+    sent = threading.Thread(target=itemsets.send_heaps,
+                            args=(spead2, stream.send_heap, "mix", 4, spead2.Flavour()))
+    sent.start()
+    dump = itemsets.collect_heaps(spead2, rx, 30)
+    sent.join(30)
+    assert not sent.is_alive()
+    itemsets.assert_dump_matches("mix", dump, 4, context="ours tcp -> ours: ")
