@@ -172,6 +172,26 @@ class TestErrors:
 
         run(main())
 
+    def test_broken_tcp_connection_goes_to_the_future(self, thread_pool):
+        sink = Sink(read=False)
+
+        async def main():
+            stream = await spead2.send.asyncio.TcpStream.connect(
+                thread_pool, [("127.0.0.1", sink.port)], spead2.send.StreamConfig(max_heaps=1))
+            assert sink.accepted.wait(10)
+            # closing with unread data resets the connection
+            sink.conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            sink.conn.close()
+            sink.release.set()
+            heap = data_heap(bytes(1 << 20))
+            with pytest.raises(OSError) as info:
+                for _ in range(100):
+                    await stream.async_send_heap(heap)
+            assert info.value.errno in (errno.EPIPE, errno.ECONNRESET)
+
+        run(main())
+        sink.finish()
+
     def test_stopped_queue_is_ecanceled(self, thread_pool):
         async def main():
             queue = spead2.InprocQueue()
