@@ -28,8 +28,9 @@ typedef struct {
  * seconds, so the same program ran either fast or ten times slower.
  * Unmapping a finished stream's buffer hands its pages back to be
  * reclaimed; keeping it (up to BYTES_CACHE_LIMIT) lets the next stream
- * write into memory that is already there. */
-#define BYTES_CACHE_LIMIT ((size_t) 1 << 30)
+ * write into memory that is already there. It is kept with MADV_FREE, so
+ * that the kernel may still take the pages back if memory runs short. */
+#define BYTES_CACHE_LIMIT ((size_t) 256 << 20)
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static uint8_t *cache_buf;
@@ -39,6 +40,9 @@ static size_t cache_capacity;
 static void cache_put(uint8_t *buf, size_t capacity)
 {
     if (capacity <= BYTES_CACHE_LIMIT) {
+#ifdef MADV_FREE
+        madvise(buf, capacity, MADV_FREE);
+#endif
         pthread_mutex_lock(&cache_lock);
         if (capacity > cache_capacity) {
             uint8_t *old = cache_buf;
