@@ -7,11 +7,14 @@ Shared by both directions: ``spead2.IbvContext`` here, and
 """
 
 import errno
-from typing import Any
+import socket as _socket
+from typing import Any, Callable, List
 
-from ._args import as_str
+from . import _net
+from ._args import as_index, as_str, as_unsigned
 
-__all__ = ["IbvUnavailable", "IbvContext", "no_device"]
+__all__ = ["IbvUnavailable", "IbvContext", "no_device", "endpoints", "max_poll", "comp_vector",
+           "zero_means", "check_interface"]
 
 
 class IbvUnavailable(OSError, RuntimeError):
@@ -36,3 +39,45 @@ class IbvContext:
 
     def reset(self) -> None:
         """Release the device (nothing to release here)."""
+
+
+# Checks shared by the receive and send ibverbs configurations.
+
+def endpoints(value: Any, name: str) -> List[tuple]:
+    """A list of ``(host, port)`` pairs."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a list of (host, port) pairs, not "
+                        f"{type(value).__name__}")
+    out = []
+    for pair in value:
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"each endpoint must be a (host, port) pair, not {pair!r}")
+        out.append((as_str(pair[0], "endpoint host"), as_unsigned(pair[1], "endpoint port", 16)))
+    return out
+
+
+def zero_means(default: int) -> Callable[[Any, str], int]:
+    """A size check for which 0 means ``default`` (as the reference has it)."""
+    def check(value: Any, name: str) -> int:
+        return as_unsigned(value, name, 63) or default
+    return check
+
+
+def max_poll(value: Any, name: str) -> int:
+    value = as_index(value, name)
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, not {value}")
+    return value
+
+
+def comp_vector(value: Any, name: str) -> int:
+    return as_index(value, name)
+
+
+def check_interface(interface_address: str) -> None:
+    """The interface address must be given, and be IPv4."""
+    if not interface_address:
+        raise ValueError("interface address has not been specified")
+    family, _ = _net.resolve(interface_address, 0)
+    if family != _socket.AF_INET:
+        raise ValueError("interface address is not an IPv4 address")

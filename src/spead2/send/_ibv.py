@@ -3,48 +3,19 @@ sender, which check their arguments as the reference does and then fail
 with :class:`spead2._ibv.IbvUnavailable`, this implementation having no
 ibverbs support."""
 
-import socket as _socket
 from typing import Any, List
 
 import spead2 as _spead2
 
 from .. import _net
-from .._args import as_index, as_str, as_unsigned, bind_arguments
+from .._args import as_str, as_unsigned, bind_arguments
 from .._config import Config, Option
-from .._ibv import no_device
+from .._ibv import check_interface, comp_vector, endpoints, max_poll, no_device, \
+    zero_means
 from ._config import StreamConfig
 from ._send import Stream, _buffer_extent
 
 __all__ = ["UdpIbvConfig", "UdpIbvStream"]
-
-
-def _endpoints(value: Any, name: str) -> List[tuple]:
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise TypeError(f"{name} must be a list of (host, port) pairs, not "
-                        f"{type(value).__name__}")
-    out = []
-    for pair in value:
-        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-            raise TypeError(f"each endpoint must be a (host, port) pair, not {pair!r}")
-        out.append((as_str(pair[0], "endpoint host"), as_unsigned(pair[1], "endpoint port", 16)))
-    return out
-
-
-def _buffer_size(value: Any, name: str) -> int:
-    value = as_unsigned(value, name, 63)
-    # as the reference does, 0 means the default
-    return value or UdpIbvConfig.DEFAULT_BUFFER_SIZE
-
-
-def _max_poll(value: Any, name: str) -> int:
-    value = as_index(value, name)
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, not {value}")
-    return value
-
-
-def _comp_vector(value: Any, name: str) -> int:
-    return as_index(value, name)
 
 
 def _memory_regions(value: Any, name: str) -> list:
@@ -78,12 +49,13 @@ class UdpIbvConfig(Config):
         self._max_poll = self.DEFAULT_MAX_POLL
         self._memory_regions: list = []
 
-    endpoints = Option(_endpoints, "Destinations, one per substream.")
+    endpoints = Option(endpoints, "Destinations, one per substream.")
     interface_address = Option(as_str, "IPv4 address of the interface to send from.")
-    buffer_size = Option(_buffer_size, "Bytes of packet buffer (0: the default).")
+    buffer_size = Option(zero_means(DEFAULT_BUFFER_SIZE), "Bytes of packet buffer (0: the "
+                                                          "default).")
     ttl = Option(lambda value, name: as_unsigned(value, name, 8), "Multicast TTL.")
-    comp_vector = Option(_comp_vector, "Completion vector (negative: polling).")
-    max_poll = Option(_max_poll, "Most polls of the completion queue at a time.")
+    comp_vector = Option(comp_vector, "Completion vector (negative: polling).")
+    max_poll = Option(max_poll, "Most polls of the completion queue at a time.")
     memory_regions = Option(_memory_regions, "Buffers to register with the device.")
 
 
@@ -96,11 +68,7 @@ def _check(config: UdpIbvConfig) -> None:
     for address in resolved:
         if ":" in address or not _net.is_multicast(address):
             raise ValueError("endpoint is not an IPv4 multicast address")
-    if not config.interface_address:
-        raise ValueError("interface address has not been specified")
-    family, _ = _net.resolve(config.interface_address, 0)
-    if family != _socket.AF_INET:
-        raise ValueError("interface address is not an IPv4 address")
+    check_interface(config.interface_address)
     extents = sorted(_buffer_extent(region) for region in config.memory_regions)
     for address, length in extents:
         if length == 0:
