@@ -64,6 +64,14 @@ SETTINGS = {
                    "unthrottled_heaps": 4096, "sweeps": 3},
                   {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 1024,
                    "sweeps": 1}),
+    # These run each side in ``runs`` separate processes and report the spread.
+    "send_bytes_spread": ({"n_heaps": 200, "runs": 10}, {"n_heaps": 100, "runs": 3}),
+    "send_heaps_udp_large": ({"n_groups": 2000, "runs": 5, "budget": 1.0},
+                             {"n_groups": 500, "runs": 2, "budget": 0.3}),
+    "send_heaps_udp_small": ({"n_groups": 20000, "runs": 5, "budget": 1.0},
+                             {"n_groups": 5000, "runs": 2, "budget": 0.3}),
+    "send_tcp_large": ({"n_heaps": 512, "runs": 5, "budget": 1.0},
+                       {"n_heaps": 128, "runs": 2, "budget": 0.3}),
 }
 SCENARIO_NAMES = list(SETTINGS)
 CHUNK_HEAPS = 64   # heaps per chunk in the chunk scenarios
@@ -399,6 +407,39 @@ def bench_chunk_udp(runner, s, work):
     return bench_recv_udp(runner, s, work, CHUNK_UDP)
 
 
+def spread_runs(runner, runs, scenario, **params):
+    """Run ``scenario`` for both sides in ``runs`` separate processes each,
+    alternating which goes first; returns every result of each side (for
+    min / median / max rather than only the best)."""
+    out = {"ref": [], "ours": []}
+    for k in range(runs):
+        for impl in (("ref", "ours") if k % 2 == 0 else ("ours", "ref")):
+            if out[impl] and not any(r.get("ok") for r in out[impl]):
+                continue  # it failed every time so far; it will fail again
+            out[impl].append(runner.run(impl, scenario, **params))
+    return out
+
+
+def bench_send_bytes_spread(runner, s, work):
+    return spread_runs(runner, s["runs"], "send_bytes", heap_size=MiB, n_heaps=s["n_heaps"],
+                       max_packet_size=JUMBO, min_reps=2, max_reps=3, budget=0.5)
+
+
+def bench_send_heaps_udp_large(runner, s, work):
+    return spread_runs(runner, s["runs"], "send_heaps_udp", heap_size=64 * KiB,
+                       n_groups=s["n_groups"], max_packet_size=JUMBO, budget=s["budget"])
+
+
+def bench_send_heaps_udp_small(runner, s, work):
+    return spread_runs(runner, s["runs"], "send_heaps_udp", heap_size=KiB,
+                       n_groups=s["n_groups"], max_packet_size=SMALL_PACKET, budget=s["budget"])
+
+
+def bench_send_tcp_large(runner, s, work):
+    return spread_runs(runner, s["runs"], "send_tcp_sink", heap_size=MiB,
+                       n_heaps=s["n_heaps"], max_packet_size=JUMBO, budget=s["budget"])
+
+
 # ---------------------------------------------------------------------------
 # Report.
 
@@ -463,6 +504,25 @@ def unthrottled_loss(sweeps, impl):
     sent = sum(t["sent"] for t in un)
     speeds = [t["sender"]["gbps"] for t in un if (t.get("sender") or {}).get("ok")]
     return (100.0 * sum(t["lost"] for t in un) / sent if sent else None), speeds
+
+
+def spread_values(results, key, pick=None):
+    """The figures of the successful runs of one side."""
+    values = []
+    for r in results:
+        if r.get("ok"):
+            value = pick(r) if pick else r.get(key)
+            if value is not None:
+                values.append(value)
+    return values
+
+
+def fmt_min_median_max(values, unit):
+    """``min / median / max`` of the figures of one side's runs."""
+    if not values:
+        return "n/a"
+    return " / ".join(fmt_rate(v, unit) for v in (min(values), median_or_none(values),
+                                                   max(values)))
 
 
 def median_or_none(values):
@@ -604,9 +664,43 @@ def build_report(results, meta, errors):
                  "cache; median of runs")
         row(label, "GB/s", pair, "gbps")
         row(label, "heaps/s", pair, "heaps_per_s")
+    spread_rows = []
+
+    def spread_row(label, unit, pair, key, pick=None):
+        ref = spread_values(pair.get("ref", []), key, pick)
+        ours = spread_values(pair.get("ours", []), key, pick)
+        ref_m, ours_m = median_or_none(ref), median_or_none(ours)
+        rows.append(f"| {label} (median of {len(ours)} processes) | {unit} | "
+                    f"{fmt_rate(ref_m, unit)} | {fmt_rate(ours_m, unit)} | "
+                    f"{fmt_ratio(ours_m, ref_m)} | "
+                    f"{fmt_rss(max(pair.get('ref', []), key=lambda r: r.get('maxrss_kib', 0), default=None))} | "
+                    f"{fmt_rss(max(pair.get('ours', []), key=lambda r: r.get('maxrss_kib', 0), default=None))} |")
+        spread_rows.append(f"| {label} | {unit} | {fmt_min_median_max(ref, unit)} | "
+                           f"{fmt_min_median_max(ours, unit)} | {len(ref)} / {len(ours)} |")
+
+    if "send_heaps_udp_large" in results:
+        spread_row("`send_heaps` round robin, 4 heaps of 64 KiB to 4 UDP substreams (8972-byte "
+                   "packets)", "heaps/s", results["send_heaps_udp_large"], "heaps_per_s")
+    if "send_heaps_udp_small" in results:
+        spread_row("`send_heaps` round robin, 4 heaps of 1 KiB to 4 UDP substreams", "heaps/s",
+                   results["send_heaps_udp_small"], "heaps_per_s")
+    if "send_tcp_large" in results:
+        spread_row("Send 1 MiB heaps over TCP loopback to a socket that reads and discards "
+                   "(8972-byte packets)", "GB/s", results["send_tcp_large"], "gbps")
+    if "send_bytes_spread" in results:
+        pair = results["send_bytes_spread"]
+        spread_row("Send 1 MiB heaps into `BytesStream`, best repetition of each process",
+                   "GB/s", pair, "gbps")
+        spread_row("... first repetition of each process (memory never touched before)",
+                   "GB/s", pair, None, lambda r: (r.get("gbps_reps") or [None])[0])
     if rows:
         lines += ["| Scenario | Unit | Reference | Ours | Ours/Ref | Ref peak RSS | Ours peak RSS |",
                   "|---|---|---:|---:|---:|---:|---:|", *rows, ""]
+    if spread_rows:
+        lines += ["Spread over separate processes (min / median / max; each process keeps its "
+                  "best of a few repetitions unless said otherwise):", "",
+                  "| Scenario | Unit | Reference | Ours | Runs (ref / ours) |",
+                  "|---|---|---|---|---:|", *spread_rows, ""]
 
     if "recv_udp" in results:
         sweeps = results["recv_udp"]["sweeps"]
@@ -757,7 +851,8 @@ def collect_errors(results):
                         add(name, impl, t)
         else:
             for impl, result in pair.items():
-                add(name, impl, result)
+                for one in result if isinstance(result, list) else [result]:
+                    add(name, impl, one)
     return errors
 
 

@@ -4,8 +4,7 @@
 
 #include "send_stream.h"
 
-send_stream *send_bytes_stream_new(tpool_t *tp, size_t max_packet_size, double rate,
-                                   size_t burst_size, size_t max_heaps);
+send_stream *send_bytes_stream_new(tpool_t *tp, const send_config *config);
 /* Current contents; call between send_stream_lock_idle and send_stream_unlock. */
 const uint8_t *send_bytes_data(send_stream *s, size_t *size);
 

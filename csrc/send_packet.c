@@ -9,15 +9,17 @@ static const uint8_t zeros[65536];
 
 static const char *const layout_strings[] = {
     "ok",
-    "max_packet_size is too small (at least 56 bytes are needed)",
+    /* the reference's words, which programs may match */
+    "packet size is too small",
     "heap is too large for the flavour's heap address bits",
     "item ID is too large for the flavour's item pointer bits",
     "heap counter is too large for the flavour's heap address bits",
+    "packet size is too small to repeat item pointers",
 };
 
 const char *send_layout_status_string(int status)
 {
-    if (status < 0 || status > SEND_LAYOUT_BAD_CNT)
+    if (status < 0 || status > SEND_LAYOUT_REPEAT_TOO_SMALL)
         return "unknown heap layout error";
     return layout_strings[status];
 }
@@ -33,7 +35,7 @@ static uint64_t payload_needed(size_t n, size_t ppp)
 }
 
 int send_layout_compute(send_layout *layout, const send_item *items, size_t n_items,
-                        int heap_address_bits, size_t max_packet_size)
+                        int heap_address_bits, size_t max_packet_size, int repeat_pointers)
 {
     size_t packet_size = max_packet_size & ~(size_t) 7;
     if (packet_size < SEND_MIN_PACKET_SIZE)
@@ -57,51 +59,61 @@ int send_layout_compute(send_layout *layout, const send_item *items, size_t n_it
             payload += items[i].length;
         }
     }
+    /* As the reference does, the pointers must fit in one packet with room
+     * for a NULL pointer, whether or not one is needed. */
+    if (repeat_pointers && n_items >= ppp)
+        return SEND_LAYOUT_REPEAT_TOO_SMALL;
     size_t n_pointers = n_items;
     uint64_t heap_length = payload;
     /* As the reference does, decide on padding as if the NULL pointer were
-     * already there. */
-    if (payload < payload_needed(n_items + 1, ppp)) {
+     * already there.  With repeated pointers every packet has them all, so
+     * one byte of payload is enough. */
+    uint64_t needed = repeat_pointers ? 1 : payload_needed(n_items + 1, ppp);
+    if (payload < needed) {
         n_pointers = n_items + 1;
-        heap_length = payload_needed(n_pointers, ppp);
+        heap_length = repeat_pointers ? 1 : payload_needed(n_pointers, ppp);
     }
     if (heap_length > addr_mask)
         return SEND_LAYOUT_HEAP_TOO_LARGE;
 
-    /* Count packets: the pointer-carrying ones first, then payload-only. */
-    uint64_t remaining = heap_length;
     uint64_t packets = 0;
-    for (size_t done = 0; done < n_pointers; packets++) {
-        size_t np = n_pointers - done < ppp ? n_pointers - done : ppp;
-        uint64_t room = packet_size - SEND_PACKET_PREFIX - 8 * np;
-        remaining -= remaining < room ? remaining : room;
-        done += np;
+    uint64_t pointer_bytes;
+    if (repeat_pointers) {
+        uint64_t room = packet_size - SEND_PACKET_PREFIX - 8 * (uint64_t) n_pointers;
+        packets = (heap_length + room - 1) / room;
+        pointer_bytes = 8 * (uint64_t) n_pointers * packets;
+    } else {
+        /* Count packets: the pointer-carrying ones first, then payload-only. */
+        uint64_t remaining = heap_length;
+        for (size_t done = 0; done < n_pointers; packets++) {
+            size_t np = n_pointers - done < ppp ? n_pointers - done : ppp;
+            uint64_t room = packet_size - SEND_PACKET_PREFIX - 8 * np;
+            remaining -= remaining < room ? remaining : room;
+            done += np;
+        }
+        uint64_t room = packet_size - SEND_PACKET_PREFIX;
+        packets += (remaining + room - 1) / room;
+        pointer_bytes = 8 * (uint64_t) n_pointers;
     }
-    uint64_t room = packet_size - SEND_PACKET_PREFIX;
-    packets += (remaining + room - 1) / room;
 
     layout->heap_address_bits = heap_address_bits;
+    layout->repeat_pointers = repeat_pointers != 0;
     layout->packet_size = packet_size;
-    layout->pointers_per_packet = ppp;
+    layout->pointers_per_packet = repeat_pointers ? n_pointers : ppp;
     layout->n_items = n_items;
     layout->n_pointers = n_pointers;
     layout->payload_size = payload;
     layout->heap_length = heap_length;
     layout->n_packets = packets;
-    layout->total_bytes = heap_length + SEND_PACKET_PREFIX * packets + 8 * (uint64_t) n_pointers;
+    layout->total_bytes = heap_length + SEND_PACKET_PREFIX * packets + pointer_bytes;
     return SEND_LAYOUT_OK;
 }
 
-int send_packetizer_init(send_packetizer *pz, const send_item *items, size_t n_items,
-                         int heap_address_bits, uint64_t cnt, size_t max_packet_size)
+void send_packetizer_start(send_packetizer *pz, const send_item *items,
+                           const send_layout *layout, uint64_t cnt)
 {
-    int status = send_layout_compute(&pz->layout, items, n_items, heap_address_bits,
-                                     max_packet_size);
-    if (status != SEND_LAYOUT_OK)
-        return status;
-    if (cnt > (UINT64_C(1) << heap_address_bits) - 1)
-        return SEND_LAYOUT_BAD_CNT;
     pz->items = items;
+    pz->layout = *layout;
     pz->cnt = cnt;
     pz->next_pointer = 0;
     pz->next_offset = 0;
@@ -109,6 +121,20 @@ int send_packetizer_init(send_packetizer *pz, const send_item *items, size_t n_i
     pz->cur_item = 0;
     pz->cur_item_offset = 0;
     pz->cur_offset = 0;
+}
+
+int send_packetizer_init(send_packetizer *pz, const send_item *items, size_t n_items,
+                         int heap_address_bits, uint64_t cnt, size_t max_packet_size,
+                         int repeat_pointers)
+{
+    send_layout layout;
+    int status = send_layout_compute(&layout, items, n_items, heap_address_bits,
+                                     max_packet_size, repeat_pointers);
+    if (status != SEND_LAYOUT_OK)
+        return status;
+    if (cnt > (UINT64_C(1) << heap_address_bits) - 1)
+        return SEND_LAYOUT_BAD_CNT;
+    send_packetizer_start(pz, items, &layout, cnt);
     return SEND_LAYOUT_OK;
 }
 
@@ -118,6 +144,11 @@ size_t send_packetizer_next(send_packetizer *pz, uint8_t *hdr, size_t *payload_l
     if (pz->next_pointer == L->n_pointers && pz->next_offset == L->heap_length)
         return 0;
     const int hab = L->heap_address_bits;
+    if (L->repeat_pointers) {
+        /* every packet lists the pointers from the first, at the same addresses */
+        pz->next_pointer = 0;
+        pz->next_address = 0;
+    }
     size_t np = L->n_pointers - pz->next_pointer;
     if (np > L->pointers_per_packet)
         np = L->pointers_per_packet;
@@ -218,4 +249,54 @@ int send_packetizer_segments(send_packetizer *pz, size_t len, struct iovec *segs
         len -= n;
     }
     return n_segs;
+}
+
+void send_group_init(send_group_iter *g, send_packetizer *pz, size_t *active, size_t n_heaps,
+                     int mode)
+{
+    g->pz = pz;
+    g->active = active;
+    g->n_heaps = n_heaps;
+    g->mode = mode;
+    g->cur = 0;
+    g->pos = 0;
+    g->n_active = 0;
+    if (mode == SEND_GROUP_ROUND_ROBIN) {
+        for (size_t i = 0; i < n_heaps; i++)
+            active[i] = i;
+        g->n_active = n_heaps;
+    }
+}
+
+size_t send_group_next(send_group_iter *g, uint8_t *hdr, size_t *hdr_len,
+                       size_t *payload_length)
+{
+    if (g->mode == SEND_GROUP_SERIAL) {
+        for (; g->cur < g->n_heaps; g->cur++) {
+            size_t h = send_packetizer_next(&g->pz[g->cur], hdr, payload_length);
+            if (h) {
+                *hdr_len = h;
+                return g->cur;
+            }
+        }
+        return SIZE_MAX;
+    }
+    /* A heap is found to be finished when it is next in turn and has no
+     * packet left: it leaves the cycle and the following heap takes its
+     * turn, so no slot of the cycle is wasted. */
+    while (g->n_active > 0) {
+        size_t i = g->active[g->pos];
+        size_t h = send_packetizer_next(&g->pz[i], hdr, payload_length);
+        if (h) {
+            g->pos = g->pos + 1 == g->n_active ? 0 : g->pos + 1;
+            *hdr_len = h;
+            return i;
+        }
+        g->n_active--;
+        memmove(&g->active[g->pos], &g->active[g->pos + 1],
+                (g->n_active - g->pos) * sizeof(size_t));
+        if (g->pos == g->n_active)
+            g->pos = 0;
+    }
+    return SIZE_MAX;
 }

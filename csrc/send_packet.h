@@ -17,6 +17,14 @@
  * addressed at the end of the real payload, and zero padding makes the heap
  * long enough: at least 8 bytes per pointer-carrying packet but the last, and
  * 1 byte for the last.
+ *
+ * With repeat_pointers, every packet carries all the item pointers (and the
+ * NULL pointer, if any) and the payload is split across the packets; the
+ * pointers must then fit in one packet.
+ *
+ * A group of heaps is sent by interleaving their packets (send_group_iter):
+ * round robin (the next packet of each unfinished heap in turn, in list
+ * order) or serially (each heap in full, in list order).
  */
 #ifndef SPEAD2_SEND_PACKET_H
 #define SPEAD2_SEND_PACKET_H
@@ -46,10 +54,12 @@ enum send_layout_status {
     SEND_LAYOUT_HEAP_TOO_LARGE,
     SEND_LAYOUT_BAD_ID,
     SEND_LAYOUT_BAD_CNT,
+    SEND_LAYOUT_REPEAT_TOO_SMALL,
 };
 
 typedef struct {
     int heap_address_bits;
+    int repeat_pointers;       /* every packet carries every pointer */
     size_t packet_size;        /* max_packet_size rounded down to a multiple of 8 */
     size_t pointers_per_packet;
     size_t n_items;
@@ -63,7 +73,7 @@ typedef struct {
 /* Compute how a heap splits into packets; validates ids and sizes against the
  * flavour.  Returns a send_layout_status. */
 int send_layout_compute(send_layout *layout, const send_item *items, size_t n_items,
-                        int heap_address_bits, size_t max_packet_size);
+                        int heap_address_bits, size_t max_packet_size, int repeat_pointers);
 
 const char *send_layout_status_string(int status);
 
@@ -82,7 +92,13 @@ typedef struct {
 
 /* ``items`` must outlive the packetiser.  Returns a send_layout_status. */
 int send_packetizer_init(send_packetizer *pz, const send_item *items, size_t n_items,
-                         int heap_address_bits, uint64_t cnt, size_t max_packet_size);
+                         int heap_address_bits, uint64_t cnt, size_t max_packet_size,
+                         int repeat_pointers);
+
+/* As send_packetizer_init, with a layout already computed (and checked) by
+ * send_layout_compute for these items. */
+void send_packetizer_start(send_packetizer *pz, const send_item *items,
+                           const send_layout *layout, uint64_t cnt);
 
 /* Writes the next packet's header and item pointers to ``hdr`` (room for
  * layout.packet_size bytes suffices) and returns its length; the packet's
@@ -98,5 +114,32 @@ void send_packetizer_copy(send_packetizer *pz, uint8_t *out, size_t len);
  * memory.  Returns the number used, or -1 (and consumes nothing) if more
  * would be needed. */
 int send_packetizer_segments(send_packetizer *pz, size_t len, struct iovec *segs, int max_segs);
+
+enum send_group_mode {
+    SEND_GROUP_ROUND_ROBIN = 0,
+    SEND_GROUP_SERIAL = 1,
+};
+
+/* The order in which the packets of a group of heaps go out. */
+typedef struct {
+    send_packetizer *pz;       /* one per heap, started */
+    size_t *active;            /* round robin: unfinished heaps, in list order */
+    size_t n_active;
+    size_t pos;                /* round robin: index into active of the next heap */
+    size_t n_heaps;
+    size_t cur;                /* serial: the heap being sent */
+    int mode;
+} send_group_iter;
+
+/* ``active`` has room for n_heaps entries (unused in serial mode). */
+void send_group_init(send_group_iter *g, send_packetizer *pz, size_t *active, size_t n_heaps,
+                     int mode);
+
+/* Writes the header of the group's next packet to ``hdr`` (as
+ * send_packetizer_next) and returns the index of its heap, whose
+ * packetiser then gives the payload; *hdr_len and *payload_length receive
+ * the lengths.  Returns SIZE_MAX when every heap is done. */
+size_t send_group_next(send_group_iter *g, uint8_t *hdr, size_t *hdr_len,
+                       size_t *payload_length);
 
 #endif

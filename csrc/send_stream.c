@@ -13,14 +13,30 @@ typedef struct {
     int ran;
 } drain_job;
 
-send_req *send_req_new(size_t n_items)
+/* Offsets within a request's allocation, kept aligned for any member. */
+static size_t align_up(size_t n)
 {
-    send_req *req = malloc(sizeof(send_req) + n_items * sizeof(send_item));
-    if (!req)
+    const size_t a = _Alignof(max_align_t);
+    return (n + a - 1) & ~(a - 1);
+}
+
+send_req *send_req_new(size_t n_heaps, size_t n_items)
+{
+    if (n_items > SIZE_MAX / 2 / sizeof(send_item) || n_heaps > SIZE_MAX / 2 / 512)
         return NULL;
+    size_t heaps_at = align_up(sizeof(send_req) + n_items * sizeof(send_item));
+    size_t pz_at = align_up(heaps_at + n_heaps * sizeof(send_heap_spec));
+    size_t active_at = align_up(pz_at + n_heaps * sizeof(send_packetizer));
+    size_t total = active_at + n_heaps * sizeof(size_t);
+    uint8_t *mem = malloc(total);
+    if (!mem)
+        return NULL;
+    send_req *req = (send_req *) mem;
     memset(req, 0, sizeof(send_req));
-    req->cnt = -1;
-    req->n_items = n_items;
+    req->n_heaps = n_heaps;
+    req->heaps = (send_heap_spec *) (mem + heaps_at);
+    req->pz = (send_packetizer *) (mem + pz_at);
+    req->active = (size_t *) (mem + active_at);
     return req;
 }
 
@@ -29,9 +45,53 @@ void send_req_free(send_req *req)
     free(req);
 }
 
+uint64_t send_req_start(send_req *req, send_group_iter *g)
+{
+    uint64_t packets = 0;
+    for (size_t i = 0; i < req->n_heaps; i++) {
+        const send_heap_spec *h = &req->heaps[i];
+        send_packetizer_start(&req->pz[i], h->items, &h->layout, (uint64_t) h->cnt);
+        packets += h->layout.n_packets;
+    }
+    send_group_init(g, req->pz, req->active, req->n_heaps, req->mode);
+    return packets;
+}
+
+static double mono_clock(void *ctx)
+{
+    (void) ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
+}
+
+/* Longest single sleep while pacing (a year): a tiny rate can ask for a wait
+ * of any length, even an infinite one, and this keeps every deadline a
+ * representable timespec; the loop sleeps again if needed. */
+#define PACE_MAX_SLEEP 31536000.0
+
+static void mono_sleep_until(void *ctx, double t)
+{
+    for (;;) {
+        double now = mono_clock(ctx);
+        if (!(now < t))
+            return;
+        double deadline = t - now > PACE_MAX_SLEEP ? now + PACE_MAX_SLEEP : t;
+        struct timespec ts;
+        ts.tv_sec = (time_t) deadline;
+        long nsec = (long) ((deadline - (double) ts.tv_sec) * 1e9) + 1;
+        if (nsec >= 1000000000L) {
+            ts.tv_sec++;
+            nsec -= 1000000000L;
+        }
+        ts.tv_nsec = nsec;
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+    }
+}
+
 send_stream *send_stream_new(const send_writer_ops *ops, void *writer, tpool_t *tp,
-                             size_t max_packet_size, double rate, size_t burst_size,
-                             size_t max_heaps)
+                             const send_config *config, size_t num_substreams)
 {
     send_stream *s = calloc(1, sizeof(*s));
     if (!s)
@@ -39,19 +99,43 @@ send_stream *send_stream_new(const send_writer_ops *ops, void *writer, tpool_t *
     s->refs = 1;
     s->ops = ops;
     s->writer = writer;
-    s->max_packet_size = max_packet_size;
+    s->config = *config;
     /* pacing arithmetic needs a finite rate: anything else means no limit */
-    s->rate = rate > 0.0 && rate <= DBL_MAX ? rate : 0.0;
-    s->burst_size = burst_size;
-    s->max_heaps = max_heaps;
+    if (!(s->config.rate > 0.0 && s->config.rate <= DBL_MAX))
+        s->config.rate = 0.0;
+    if (!(s->config.burst_rate_ratio >= 1.0 && s->config.burst_rate_ratio <= DBL_MAX))
+        s->config.burst_rate_ratio = 1.0;
+    s->num_substreams = num_substreams ? num_substreams : 1;
     s->tp = tp;
     if (tp)
         tpool_incref(tp);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->next_cnt = 1;
+    s->cnt_step = 1;
     s->notify_fd = -1;
+    send_stream_set_clock(s, NULL, NULL, NULL);
     return s;
+}
+
+void send_stream_set_clock(send_stream *s, double (*clock)(void *ctx),
+                           void (*sleep_until)(void *ctx, double t), void *ctx)
+{
+    s->clock = clock ? clock : mono_clock;
+    s->sleep_until = sleep_until ? sleep_until : mono_sleep_until;
+    s->clock_ctx = ctx;
+    /* A new stream may send its first burst now. */
+    s->send_time = s->send_time_burst = s->clock(s->clock_ctx);
+    s->rate_wait = 0.0;
+    s->rate_bytes = 0;
+}
+
+void send_stream_set_cnt_sequence(send_stream *s, uint64_t next, uint64_t step)
+{
+    pthread_mutex_lock(&s->lock);
+    s->next_cnt = next;
+    s->cnt_step = step;
+    pthread_mutex_unlock(&s->lock);
 }
 
 void send_stream_incref(send_stream *s)
@@ -80,13 +164,16 @@ void send_stream_decref(send_stream *s)
     free(s);
 }
 
-/* Lock held. */
-static void assign_cnt(send_stream *s, send_req *req)
+/* Lock held.  Automatic cnts go to the group's heaps in list order. */
+static void assign_cnts(send_stream *s, send_req *req)
 {
-    if (req->cnt < 0) {
-        uint64_t mask = (UINT64_C(1) << req->heap_address_bits) - 1;
-        req->cnt = (int64_t) (s->next_cnt & mask);
-        s->next_cnt++;
+    for (size_t i = 0; i < req->n_heaps; i++) {
+        send_heap_spec *h = &req->heaps[i];
+        if (h->cnt < 0) {
+            uint64_t mask = (UINT64_C(1) << h->layout.heap_address_bits) - 1;
+            h->cnt = (int64_t) (s->next_cnt & mask);
+            s->next_cnt += s->cnt_step;
+        }
     }
 }
 
@@ -95,7 +182,7 @@ static void complete(send_stream *s, send_req *req, int error)
 {
     req->error = error;
     req->done = 1;
-    s->in_flight--;
+    s->in_flight -= req->n_heaps;
     if (req->is_async) {
         req->next = NULL;
         if (s->done_tail)
@@ -123,6 +210,16 @@ static void fail_queued(send_stream *s, int error)
     s->tail = NULL;
 }
 
+/* Sending role held: nothing is queued, so the stream is about to be idle.
+ * As the reference does, keep send_time no further behind than makes the
+ * next packet due now, so that idle time is not saved up as a burst. */
+static void pace_idle(send_stream *s)
+{
+    double back = s->clock(s->clock_ctx) - s->rate_wait;
+    if (s->send_time < back)
+        s->send_time = back;
+}
+
 /* Lock held, sending role held. Send queued heaps in order until ``until``
  * has been sent, or a single heap if ``until`` is NULL. Returns locked. */
 static void drain(send_stream *s, send_req *until)
@@ -133,8 +230,15 @@ static void drain(send_stream *s, send_req *until)
         if (!s->head)
             s->tail = NULL;
         pthread_mutex_unlock(&s->lock);
-        int error = s->ops->write_heap(s, r);
+        int error = s->ops->write_group(s, r);
+        if (!error) {
+            r->bytes = 0;
+            for (size_t i = 0; i < r->n_heaps; i++)
+                r->bytes += r->heaps[i].layout.total_bytes;
+        }
         pthread_mutex_lock(&s->lock);
+        if (!s->head)
+            pace_idle(s);
         complete(s, r, error);
         if (until == NULL || r == until)
             break;
@@ -205,19 +309,20 @@ static void drain_release(void *arg)
 }
 
 /* Take the lock and append req to the queue. Returns 0 with the lock still
- * held, or EBUSY (lock released) when max_heaps are in flight. */
+ * held, or EAGAIN (lock released) when its heaps do not fit beside those
+ * in flight: a group is queued whole or not at all. */
 static int lock_and_enqueue(send_stream *s, send_req *req, int is_async)
 {
     req->is_async = is_async;
     req->done = 0;
     req->next = NULL;
     pthread_mutex_lock(&s->lock);
-    if (s->in_flight >= s->max_heaps) {
+    if (req->n_heaps > s->config.max_heaps - s->in_flight) {
         pthread_mutex_unlock(&s->lock);
-        return EBUSY;
+        return EAGAIN;
     }
-    assign_cnt(s, req);
-    s->in_flight++;
+    assign_cnts(s, req);
+    s->in_flight += req->n_heaps;
     if (s->tail)
         s->tail->next = req;
     else
@@ -229,7 +334,7 @@ static int lock_and_enqueue(send_stream *s, send_req *req, int is_async)
 int send_stream_send_sync(send_stream *s, send_req *req)
 {
     if (lock_and_enqueue(s, req, 0) != 0)
-        return EBUSY;
+        return EAGAIN;
     if (!s->draining) {
         /* Nobody is sending, so the queue was empty: send it ourselves. */
         s->draining = 1;
@@ -248,7 +353,7 @@ int send_stream_send_async(send_stream *s, send_req *req)
     if (!s->tp || tpool_is_stopped(s->tp))
         return ESHUTDOWN;
     if (lock_and_enqueue(s, req, 1) != 0)
-        return EBUSY;
+        return EAGAIN;
     if (!s->draining) {
         s->draining = 1;
         pthread_mutex_unlock(&s->lock);
@@ -309,54 +414,19 @@ send_req *send_stream_pop_done(send_stream *s)
     return head;
 }
 
-static int64_t now_ns(void)
+void send_stream_pace_wait(send_stream *s)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* Longest single sleep while pacing (a year): a tiny rate can ask for a wait
- * of any length, even an infinite one, and this keeps every deadline within
- * int64_t nanoseconds; the loop in send_stream_pace sleeps again if needed. */
-#define PACE_MAX_SLEEP_NS ((int64_t) 365 * 24 * 3600 * 1000000000)
-
-/* Pay off the debt for the time since it was last brought up to date. */
-static void pace_catch_up(send_stream *s, int64_t now)
-{
-    if (now > s->debt_ns) {
-        s->debt -= (double) (now - s->debt_ns) * 1e-9 * s->rate;
-        if (s->debt < 0.0)
-            s->debt = 0.0;
-    }
-    s->debt_ns = now;
-}
-
-void send_stream_pace(send_stream *s, size_t bytes)
-{
-    if (s->rate <= 0.0)
-        return;
-    /* Generic cell rate algorithm, counted in bytes: up to burst_size bytes
-     * may run ahead of the ideal schedule; beyond that, wait for it to catch
-     * up.  Only doubles are involved until a wait is turned into a
-     * deadline, which is bounded first, so no rate or burst size overflows
-     * a conversion. */
-    int64_t now = now_ns();
-    for (;;) {
-        pace_catch_up(s, now);
-        double excess = s->debt - (double) s->burst_size;
-        if (excess <= 0.0)
-            break;
-        double wait_ns = excess / s->rate * 1e9;   /* may be +inf */
-        int64_t step = wait_ns < (double) PACE_MAX_SLEEP_NS ? (int64_t) wait_ns + 1
-                                                            : PACE_MAX_SLEEP_NS;
-        int64_t deadline = now + step;
-        struct timespec ts;
-        ts.tv_sec = deadline / 1000000000;
-        ts.tv_nsec = deadline % 1000000000;
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-            ;
-        now = now_ns();
-    }
-    s->debt += (double) bytes;
+    /* The reference's update_send_times: the burst just sent is worth
+     * rate_wait seconds at the heaps' rates and rate_wait / burst_rate_ratio
+     * at the burst rate; the next burst waits for both. */
+    double now = s->clock(s->clock_ctx);
+    s->send_time_burst += s->rate_wait / s->config.burst_rate_ratio;
+    s->send_time += s->rate_wait;
+    s->rate_bytes = 0;
+    s->rate_wait = 0.0;
+    double target = s->send_time_burst > s->send_time ? s->send_time_burst : s->send_time;
+    /* send_time_burst then says when the next burst actually starts */
+    s->send_time_burst = now > target ? now : target;
+    if (now < target)
+        s->sleep_until(s->clock_ctx, target);
 }

@@ -7,11 +7,11 @@
 
 #include "send_stream.h"
 
-/* Takes ownership of ``fd`` (closed when the stream is destroyed, or on
- * failure).  Returns NULL on allocation failure. */
-send_stream *send_udp_stream_new(tpool_t *tp, int fd, const struct sockaddr *addr,
-                                 socklen_t addrlen, size_t max_packet_size, double rate,
-                                 size_t burst_size, size_t max_heaps);
+/* Sends substream i to addrs[i] (each ``addrlen`` bytes long, of the
+ * socket's family).  Takes ownership of ``fd`` (closed when the stream is
+ * destroyed, or on failure).  Returns NULL on allocation failure. */
+send_stream *send_udp_stream_new(tpool_t *tp, int fd, const struct sockaddr_storage *addrs,
+                                 size_t n_addrs, socklen_t addrlen, const send_config *config);
 
 /* Fill a socket address from a numeric host string.  Returns 0 or -1. */
 int send_make_sockaddr(int family, const char *host, int port, unsigned int flowinfo,

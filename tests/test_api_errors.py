@@ -372,7 +372,8 @@ class TestSend:
 
     def test_packet_generator(self):
         raises(TypeError, "Heap", spead2.send.PacketGenerator, 5, 1, 1472)
-        raises(ValueError, "at least 56", spead2.send.PacketGenerator, any_heap(), 1, 10)
+        raises(ValueError, "packet size is too small", spead2.send.PacketGenerator, any_heap(), 1,
+               10)
 
 
 # ---------------------------------------------------------------------------
@@ -475,8 +476,8 @@ MISTAKES = {
             0, max_size=4)),
         ("recv multicast group", lambda tp: spead2.recv.Stream(tp).add_udp_reader(
             "127.0.0.1", 0)),
-        ("send StreamConfig max_packet_size", lambda tp: spead2.send.StreamConfig(
-            max_packet_size=10)),
+        ("send packet size", lambda tp: spead2.send.BytesStream(
+            tp, spead2.send.StreamConfig(max_packet_size=10)).send_heap(spead2.send.Heap())),
         ("send multicast group", lambda tp: spead2.send.UdpStream(
             tp, "127.0.0.1", 9, spead2.send.StreamConfig(), 0, 1)),
         ("Flavour bug_compat", lambda tp: spead2.Flavour(4, 64, 40, -1)),

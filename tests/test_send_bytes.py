@@ -25,12 +25,21 @@ class TestStreamConfig:
         assert config.rate == 5.0
 
     @pytest.mark.parametrize("kwargs", [
-        {"max_packet_size": 0}, {"max_packet_size": 55},
         {"rate": -1.0}, {"rate": float("nan")}, {"rate": float("inf")}, {"max_heaps": 0},
     ])
     def test_nonsense_is_rejected(self, kwargs):
         with pytest.raises(ValueError):
             spead2.send.StreamConfig(**kwargs)
+
+    @pytest.mark.parametrize("size", [0, 55])
+    def test_small_packet_size_is_refused_when_sending(self, thread_pool, size):
+        # as in spead2 4.x: kept when set, refused when a heap is split
+        config = spead2.send.StreamConfig(max_packet_size=size)
+        assert config.max_packet_size == size
+        stream = spead2.send.BytesStream(thread_pool, config)
+        with pytest.raises(ValueError, match="^packet size is too small$"):
+            stream.send_heap(spead2.send.Heap())
+        assert stream.getvalue() == b""
 
     @pytest.mark.parametrize("kwargs", [
         {"max_packet_size": -1}, {"burst_size": -5}, {"max_heaps": -3}, {"max_heaps": 2**64},
@@ -161,3 +170,19 @@ class TestBytesStream:
     def test_requires_thread_pool(self):
         with pytest.raises(TypeError):
             spead2.send.BytesStream(None)
+
+
+def test_a_reused_buffer_shows_only_what_was_sent(thread_pool):
+    # a finished stream's buffer is kept for the next stream (see
+    # csrc/send_bytes.c): none of its old bytes may show through
+    first = spead2.send.BytesStream(thread_pool)
+    first.send_heap(data_heap(b"\xff" * (3 << 20)))
+    del first
+    second = spead2.send.BytesStream(thread_pool)
+    assert second.getvalue() == b""
+    second.send_heap(data_heap(b"small"))
+    assert second.getvalue() == b"".join(spead2.send.PacketGenerator(data_heap(b"small"), 1,
+                                                                     1472))
+    third = spead2.send.BytesStream(thread_pool)   # while the second holds the buffer
+    third.send_heap(spead2.send.Heap())
+    assert len(third.getvalue()) == 49

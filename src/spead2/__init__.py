@@ -16,6 +16,7 @@ from ._core import (  # noqa: F401  (the constants are defined in csrc/wire.h)
     BUG_COMPAT_PYSPEAD_0_5_2, MEMCPY_STD, MEMCPY_NONTEMPORAL,
 )
 from ._flavour import Flavour
+from ._ibv import IbvContext, IbvUnavailable
 from ._items import Descriptor, Item, ItemGroup
 
 __version__ = "0.1.0"

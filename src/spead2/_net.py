@@ -15,15 +15,16 @@ import os
 import socket as _socket
 import struct
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 from ._args import as_port, as_unsigned
 from ._errors import SocketError
 from ._logging import log
 
-__all__ = ["socket_error", "kind", "is_multicast", "resolve", "create_socket", "adopt_socket",
-           "set_buffer_size", "bind", "listen", "bound_port", "is_listening", "join_group",
-           "set_multicast_send", "wildcard_address", "RECEIVE", "SEND"]
+__all__ = ["socket_error", "kind", "is_multicast", "resolve", "resolve_endpoints",
+           "create_socket", "adopt_socket", "set_buffer_size", "bind", "listen", "bound_port",
+           "is_listening", "join_group", "set_multicast_send", "wildcard_address", "RECEIVE",
+           "SEND"]
 
 #: Directions for :func:`set_buffer_size`.
 RECEIVE = "receive"
@@ -78,6 +79,38 @@ def resolve(host: str, port: Any, family: int = _socket.AF_UNSPEC,
     if not infos:
         raise SocketError(f"cannot resolve {host!r}: Host not found")
     return infos[0][0], infos[0][4]
+
+
+def resolve_endpoints(endpoints: Any, family: int = _socket.AF_UNSPEC,
+                      socktype: int = _socket.SOCK_DGRAM) -> Tuple[int, List[tuple]]:
+    """``(family, [sockaddr, ...])`` of a list of ``(host, port)`` pairs, all
+    of one family (``family``, if given). ``ValueError`` if the list is empty
+    or mixes IPv4 and IPv6; ``TypeError`` if it is not a list of pairs; a
+    name that cannot be resolved is a :class:`SocketError` ("Host not
+    found")."""
+    if isinstance(endpoints, (str, bytes)) or not hasattr(endpoints, "__iter__"):
+        raise TypeError(f"endpoints must be a list of (host, port) pairs, not "
+                        f"{type(endpoints).__name__}")
+    pairs = list(endpoints)
+    if not pairs:
+        raise ValueError("endpoints is empty")
+    out = []
+    requested = family
+    for pair in pairs:
+        if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+            raise TypeError(f"each endpoint must be a (host, port) pair, not {pair!r}")
+        host, port = pair
+        if isinstance(host, bytes):
+            host = host.decode("ascii")
+        if not isinstance(host, str):
+            raise TypeError(f"endpoint host must be a str, not {type(host).__name__}")
+        found, sockaddr = resolve(host, port, requested, socktype)
+        if not out:
+            family = found
+        elif found != family:
+            raise ValueError("endpoints mix IPv4 and IPv6 addresses")
+        out.append(sockaddr)
+    return family, out
 
 
 def create_socket(family: int, socktype: int = _socket.SOCK_DGRAM) -> _socket.socket:

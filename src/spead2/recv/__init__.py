@@ -19,6 +19,7 @@ from ._config import (  # noqa: E402
 from ._chunks import (  # noqa: E402
     Chunk, ChunkRingbuffer, ChunkRingStream, ChunkStreamGroupMember, ChunkStreamRingGroup)
 from ._placement import ChunkPlacement  # noqa: E402
+from ._ibv import UdpIbvConfig  # noqa: E402
 from . import stream_stat_indices  # noqa: E402
 
 class ChunkRingPair(abc.ABC):
@@ -35,4 +36,4 @@ __all__ = ["DEFAULT_UDP_MAX_SIZE", "DEFAULT_UDP_BUFFER_SIZE", "DEFAULT_MAX_HEAP_
            "StreamStatConfig", "StreamStats", "UdpSocketError", "stream_stat_indices", "Chunk",
            "ChunkRingbuffer", "ChunkRingPair", "ChunkRingStream", "ChunkStreamConfig",
            "ChunkStreamGroupConfig", "ChunkPlacement", "ChunkStreamRingGroup",
-           "ChunkStreamGroupMember"]
+           "ChunkStreamGroupMember", "UdpIbvConfig"]

@@ -7,55 +7,17 @@ objects do not reach it.
 """
 
 import copy
-import enum
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import spead2
 
 from .._args import as_flags, as_index, as_nonzero_unsigned, as_unsigned
+from .._config import Config as _Config
+from .._config import IntEnum as _IntEnum
+from .._config import ListOption as _ListOption
+from .._config import Option as _Option
+from .._config import flag as _flag
 from ._recv import CORE_STATS, DEFAULT_MAX_HEAP_SIZE, default_allocator
-
-
-def _flag(value: Any, name: str) -> bool:
-    return bool(value)
-
-
-class _Option:
-    """A checked read/write attribute of a configuration, stored in the
-    slot ``_<name>``."""
-
-    def __init__(self, check: Callable[[Any, str], Any], doc: str = "") -> None:
-        self.check = check
-        self.__doc__ = doc
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-        self.slot = "_" + name
-
-    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
-        return self if obj is None else getattr(obj, self.slot)
-
-    def __set__(self, obj: Any, value: Any) -> None:
-        setattr(obj, self.slot, self.check(value, self.name))
-
-
-class _ListOption(_Option):
-    """An option holding a list: the getter returns a copy, so that the
-    configuration only changes by assignment."""
-
-    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
-        return self if obj is None else list(getattr(obj, self.slot))
-
-
-class _IntEnum(enum.Enum):
-    """An enum whose members also convert with ``int()``, but equal only
-    themselves."""
-
-    def __int__(self) -> int:
-        return self.value
-
-    def __index__(self) -> int:
-        return self.value
 
 
 class StreamStatConfig:
@@ -105,37 +67,6 @@ class StreamStatConfig:
 
 _MODES = (StreamStatConfig.Mode.COUNTER, StreamStatConfig.Mode.MAXIMUM)
 _CORE_STAT_CONFIGS = tuple(StreamStatConfig(name, _MODES[mode]) for name, mode in CORE_STATS)
-
-
-class _Config:
-    """Keyword-only construction, applied as attribute assignments in the
-    order given (after the subclass's ``_set_defaults``); copies are
-    independent."""
-
-    __slots__: Tuple[str, ...] = ()
-
-    def __init__(self, **kwargs: Any) -> None:
-        self._set_defaults()
-        for key, value in kwargs.items():
-            if not isinstance(getattr(type(self), key, None), _Option):
-                raise TypeError(f"{type(self).__name__}() got an unexpected keyword argument "
-                                f"{key!r}")
-            setattr(self, key, value)
-
-    def __copy__(self):
-        out = type(self).__new__(type(self))
-        for cls in type(self).__mro__:
-            for slot in getattr(cls, "__slots__", ()):
-                value = getattr(self, slot)
-                setattr(out, slot, list(value) if isinstance(value, list) else value)
-        return out
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._public())
-        return f"{type(self).__name__}({fields})"
-
-    def _public(self) -> List[str]:
-        return [name for name in dir(type(self)) if isinstance(getattr(type(self), name), _Option)]
 
 
 def _check_bug_compat(value: Any, name: str) -> int:

@@ -451,6 +451,15 @@ cdef class _StreamBase:
             import os
             raise MemoryError(os.strerror(-rc))
 
+    def add_udp_ibv_reader(self, config) -> None:
+        """Receive with ibverbs: checks ``config`` (a
+        :class:`spead2.recv.UdpIbvConfig`), then raises
+        :class:`spead2._ibv.IbvUnavailable`: this implementation has no
+        ibverbs support."""
+        from spead2.recv._ibv import check_reader
+        self._may_add_reader()
+        check_reader(config)
+
     def add_inproc_reader(self, InprocQueue queue not None) -> None:
         """Feed the stream from an in-process queue; once the queue is
         stopped and drained, the stream stops."""

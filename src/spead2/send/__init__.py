@@ -26,7 +26,7 @@ same datagrams either way.
 
 import socket as _socket
 import weakref
-from typing import Any, Optional
+from typing import Any, List, Optional, Tuple
 
 import spead2 as _spead2
 from spead2 import _net
@@ -34,11 +34,15 @@ from spead2._args import (as_nonzero_unsigned, as_port, as_str, as_unsigned, bin
                           is_integer)
 from spead2._flavour import Flavour
 
-from ._send import BytesStream, Heap, PacketGenerator, StreamConfig, _UdpStreamBase
+from ._config import GroupMode, RateMethod, StreamConfig
+from ._ibv import UdpIbvConfig, UdpIbvStream
+from ._send import (BytesStream, Heap, HeapReference, HeapReferenceList, PacketGenerator,
+                    Stream, _InprocStreamBase, _TcpStreamBase, _UdpStreamBase)
 
 __all__ = [
-    "StreamConfig", "Heap", "PacketGenerator", "HeapGenerator", "ItemGroup",
-    "BytesStream", "UdpStream",
+    "StreamConfig", "RateMethod", "GroupMode", "Heap", "HeapReference", "HeapReferenceList",
+    "PacketGenerator", "HeapGenerator", "ItemGroup", "Stream", "BytesStream", "UdpStream",
+    "TcpStream", "InprocStream", "UdpIbvConfig", "UdpIbvStream",
 ]
 
 _DESCRIPTOR_CHOICES = ("stale", "all", "none")
@@ -144,14 +148,31 @@ if _BaseItemGroup is not None:
             HeapGenerator.__init__(self, self, descriptor_frequency, flavour)
 
 
-_UDP_UNICAST = ("hostname", "port", "config", "buffer_size", "socket")
-_UDP_MULTICAST_IPV4 = ("hostname", "port", "config", "buffer_size", "ttl", "interface_address")
-_UDP_MULTICAST_IPV6 = ("hostname", "port", "config", "buffer_size", "ttl", "interface_index")
-_UDP_ALIASES = {"multicast_group": "hostname"}
+def _is_socket(value: Any) -> bool:
+    return isinstance(value, _socket.socket)
 
 
-def _udp_arguments(args: tuple, kwargs: dict) -> dict:
-    """The arguments of a :class:`UdpStream` form, by name.
+def _is_endpoint_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+# The forms of UdpStream, by the names of their arguments after thread_pool.
+_UDP_2016_UNICAST = ("hostname", "port", "config", "buffer_size", "socket")
+_UDP_2016_MULTICAST_IPV4 = ("hostname", "port", "config", "buffer_size", "ttl",
+                            "interface_address")
+_UDP_2016_MULTICAST_IPV6 = ("hostname", "port", "config", "buffer_size", "ttl",
+                            "interface_index")
+_UDP_2016_ALIASES = {"multicast_group": "hostname"}
+_UDP_UNICAST = ("endpoints", "config", "buffer_size", "interface_address")
+_UDP_MULTICAST = ("endpoints", "config", "buffer_size", "ttl")
+_UDP_MULTICAST_IPV4 = ("endpoints", "config", "buffer_size", "ttl", "interface_address")
+_UDP_MULTICAST_IPV6 = ("endpoints", "config", "buffer_size", "ttl", "interface_index")
+_UDP_SOCKET = ("socket", "endpoints", "config")
+
+
+def _udp_2016_arguments(args: tuple, kwargs: dict) -> dict:
+    """The arguments of a 2016 form (hostname and port), by name, with the
+    destination made into a one-pair ``endpoints``.
 
     A multicast form is chosen by a ``ttl``, ``interface_address`` or
     ``interface_index`` keyword, or an integer fifth argument (the unicast
@@ -163,72 +184,247 @@ def _udp_arguments(args: tuple, kwargs: dict) -> dict:
     multicast = (any(key in kwargs for key in ("ttl", "interface_address", "interface_index"))
                  or (len(args) > 4 and is_integer(args[4])))
     if not multicast:
-        names = _UDP_UNICAST
+        names = _UDP_2016_UNICAST
     elif "interface_index" in kwargs or (len(args) > 5 and is_integer(args[5])):
-        names = _UDP_MULTICAST_IPV6
+        names = _UDP_2016_MULTICAST_IPV6
     else:
-        names = _UDP_MULTICAST_IPV4
+        names = _UDP_2016_MULTICAST_IPV4
     required = ("hostname", "port", "ttl") if multicast else ("hostname", "port")
-    return bind_arguments("UdpStream", names, args, kwargs, required, _UDP_ALIASES)
+    values = bind_arguments("UdpStream", names, args, kwargs, required, _UDP_2016_ALIASES)
+    values["endpoints"] = [(as_str(values.pop("hostname"), "hostname"),
+                            as_port(values.pop("port")))]
+    if "interface_address" in values:
+        values["family"] = _socket.AF_INET
+    elif "interface_index" in values:
+        values["family"] = _socket.AF_INET6
+    return values
+
+
+def _udp_arguments(args: tuple, kwargs: dict) -> dict:
+    """The arguments of whichever :class:`UdpStream` form ``args`` and
+    ``kwargs`` are, by name (see the class for the rules)."""
+    first = args[0] if args else None
+    # a 2016 form has the port second, where today's forms never have an int
+    if isinstance(first, (str, bytes)) or (len(args) > 1 and is_integer(args[1])) or any(
+            key in kwargs for key in ("hostname", "multicast_group", "port")):
+        values = _udp_2016_arguments(args, kwargs)
+        values["form"] = "2016"
+        return values
+    if _is_socket(first) or (not args and "socket" in kwargs):
+        values = bind_arguments("UdpStream", _UDP_SOCKET, args, kwargs, ("socket", "endpoints"))
+        values["form"] = "socket"
+        return values
+    if "interface_address" in kwargs and "interface_index" in kwargs:
+        raise TypeError("UdpStream: give interface_address or interface_index, not both")
+    ttl = "ttl" in kwargs or (len(args) > 3 and is_integer(args[3]))
+    if not ttl:
+        names = _UDP_UNICAST
+    elif "interface_index" in kwargs or (len(args) > 4 and is_integer(args[4])):
+        names = _UDP_MULTICAST_IPV6
+    elif "interface_address" in kwargs or len(args) > 4:
+        names = _UDP_MULTICAST_IPV4
+    else:
+        names = _UDP_MULTICAST
+    return bind_arguments("UdpStream", names, args, kwargs, ("endpoints",))
+
+
+def _numeric(sockaddr: tuple) -> Tuple[str, int, int, int]:
+    """``(host, port, flowinfo, scope_id)`` of a resolved address, the
+    scope of an IPv6 address travelling as scope_id."""
+    if len(sockaddr) == 4:
+        return sockaddr[0].split("%")[0], sockaddr[1], sockaddr[2], sockaddr[3]
+    return sockaddr[0], sockaddr[1], 0, 0
+
+
+def _check_ipv4_interface(address: str) -> None:
+    """An IPv4 multicast interface: '' (the routes decide) or a name or
+    address of IPv4 ("Host not found" if it has no address at all)."""
+    if address and _net.resolve(address, 0)[0] != _socket.AF_INET:
+        raise ValueError(f"interface address {address!r} is not an IPv4 address")
 
 
 class UdpStream(_UdpStreamBase):
-    """Sends heaps as UDP datagrams.
+    """Sends heaps as UDP datagrams, substream i to ``endpoints[i]``.
 
-    Forms:
+    Forms (today's; ``endpoints`` is a list of ``(host, port)`` pairs):
 
-    - ``UdpStream(thread_pool, hostname, port, config=StreamConfig(),
-      buffer_size=524288, socket=None)``
-    - ``UdpStream(thread_pool, multicast_group, port, config, buffer_size, ttl)``
-    - ``UdpStream(thread_pool, multicast_group, port, config, buffer_size, ttl,
-      interface_address)`` (IPv4)
-    - ``UdpStream(thread_pool, multicast_group, port, config, buffer_size, ttl,
-      interface_index)`` (IPv6)
+    1. ``UdpStream(thread_pool, endpoints, config=StreamConfig(),
+       buffer_size=DEFAULT_BUFFER_SIZE, interface_address='')``: a
+       non-empty ``interface_address`` is bound as the source address;
+    2. ``UdpStream(thread_pool, endpoints, config, buffer_size, ttl)``:
+       multicast endpoints;
+    3. ``(..., ttl, interface_address)``: IPv4 multicast, sent from the
+       interface with that address (``''``: the routes decide);
+    4. ``(..., ttl, interface_index)``: IPv6 multicast;
+    5. ``UdpStream(thread_pool, socket, endpoints, config=StreamConfig())``:
+       an unconnected UDP socket of the endpoints' family, used as it is
+       (a duplicate is taken; the caller may close its own).
 
-    A given ``socket`` is duplicated; the caller may close its own copy.
-    :meth:`send_heap` blocks until the heap has been sent.
+    After ``buffer_size``, a str is ``interface_address`` and an int is
+    ``ttl``; after ``ttl``, a str selects form 3 and an int form 4. The 2016
+    forms ``(thread_pool, hostname, port, config, buffer_size,
+    socket=None)`` and ``(thread_pool, multicast_group, port, config,
+    buffer_size, ttl[, interface_address | interface_index])`` are told
+    apart by a str second argument. ``buffer_size=0`` keeps the OS default.
     """
 
     DEFAULT_BUFFER_SIZE = 524288
 
     def __init__(self, thread_pool: "_spead2.ThreadPool", *args: Any, **kwargs: Any) -> None:
         values = _udp_arguments(args, kwargs)
-        host = as_str(values["hostname"], "hostname")
-        port = as_port(values["port"])
         config = values.get("config")
         if config is None:
             config = StreamConfig()
-        buffer_size = as_unsigned(values.get("buffer_size", self.DEFAULT_BUFFER_SIZE),
-                                  "buffer_size")
-        multicast = "ttl" in values
-        family = _socket.AF_UNSPEC
-        if "interface_address" in values:
-            values["interface_address"] = as_str(values["interface_address"],
-                                                 "interface_address")
-            family = _socket.AF_INET
-        elif "interface_index" in values:
-            family = _socket.AF_INET6
         given = values.get("socket")
+        # today's socket form uses the socket as it is; the 2016 one sets
+        # its buffer size
+        as_given = values.get("form") == "socket"
         sock = _net.adopt_socket(given) if given is not None else None
         try:
-            if sock is not None:
-                family = sock.family
-            family, sockaddr = _net.resolve(host, port, family)
-            if multicast and not _net.is_multicast(sockaddr[0]):
-                raise ValueError(f"hostname {host!r} is not a multicast address")
+            family, endpoints = self._resolve(values, sock)
             if sock is None:
                 sock = _net.create_socket(family)
             sock.setblocking(True)
-            _net.set_buffer_size(sock, buffer_size, _net.SEND)
-            if multicast:
-                _net.set_multicast_send(sock, values["ttl"], values.get("interface_address"),
+            if not as_given:
+                buffer_size = as_unsigned(values.get("buffer_size", self.DEFAULT_BUFFER_SIZE),
+                                          "buffer_size")
+                _net.set_buffer_size(sock, buffer_size, _net.SEND)
+            if "ttl" in values:
+                interface_address = values.get("interface_address") or None
+                _net.set_multicast_send(sock, values["ttl"], interface_address,
                                         values.get("interface_index"))
+            elif values.get("interface_address"):
+                host = values["interface_address"]
+                _net.bind(sock, _net.resolve(host, 0, family)[1], f"{host}:0")
         except BaseException:
             if sock is not None:
                 sock.close()
             raise
-        flowinfo = sockaddr[2] if family == _socket.AF_INET6 else 0
-        scope_id = sockaddr[3] if family == _socket.AF_INET6 else 0
-        fd = sock.detach()
-        self._open(thread_pool, fd, family, sockaddr[0].split("%")[0], sockaddr[1], flowinfo,
-                   scope_id, config)
+        self._open(thread_pool, sock.detach(), family, [_numeric(a) for a in endpoints], config)
+
+    @staticmethod
+    def _resolve(values: dict, sock: Optional[_socket.socket]) -> Tuple[int, List[tuple]]:
+        """Resolve the endpoints and check them against the form."""
+        if "interface_address" in values:
+            values["interface_address"] = as_str(values["interface_address"],
+                                                 "interface_address")
+        if "interface_index" in values:
+            values["interface_index"] = as_unsigned(values["interface_index"],
+                                                    "interface_index", 32)
+        if "ttl" in values:
+            values["ttl"] = as_unsigned(values["ttl"], "ttl", 8)
+        family = values.get("family", _socket.AF_UNSPEC)
+        if sock is not None:
+            family = sock.family
+        try:
+            found, endpoints = _net.resolve_endpoints(values["endpoints"], family)
+        except _spead2.SocketError:
+            if sock is None:
+                raise
+            # a name of the other family, rather than one that does not exist
+            found, endpoints = _net.resolve_endpoints(values["endpoints"])
+        if sock is not None and found != sock.family:
+            raise ValueError("the endpoints are not of the socket's address family")
+        if "ttl" in values:
+            if not all(_net.is_multicast(addr[0]) for addr in endpoints):
+                if "interface_address" in values and found == _socket.AF_INET6:
+                    raise ValueError("endpoint is not an IPv4 multicast address")
+                raise ValueError("endpoint is not a multicast address")
+            if "interface_address" in values:
+                if found != _socket.AF_INET:
+                    raise ValueError("endpoint is not an IPv4 multicast address")
+                _check_ipv4_interface(values["interface_address"])
+            if "interface_index" in values and found != _socket.AF_INET6:
+                raise ValueError("endpoint is not an IPv6 multicast address")
+        return found, endpoints
+
+
+_TCP_CONNECT = ("endpoints", "config", "buffer_size", "interface_address")
+_TCP_SOCKET = ("socket", "config")
+
+
+def _tcp_socket(endpoints: Any, buffer_size: Any, interface_address: Any) -> Tuple[
+        _socket.socket, tuple]:
+    """A new TCP socket set up for connecting to the one endpoint, and its
+    address."""
+    endpoints = list(endpoints) if _is_endpoint_list(endpoints) else endpoints
+    if _is_endpoint_list(endpoints) and len(endpoints) != 1:
+        raise ValueError(f"a TCP stream needs exactly one endpoint, not {len(endpoints)}")
+    family, (sockaddr,) = _net.resolve_endpoints(endpoints, socktype=_socket.SOCK_STREAM)
+    buffer_size = as_unsigned(buffer_size, "buffer_size")
+    interface_address = as_str(interface_address, "interface_address")
+    sock = _net.create_socket(family, _socket.SOCK_STREAM)
+    try:
+        _net.set_buffer_size(sock, buffer_size, _net.SEND)
+        if interface_address:
+            _net.bind(sock, _net.resolve(interface_address, 0, family, _socket.SOCK_STREAM)[1],
+                      f"{interface_address}:0")
+    except BaseException:
+        sock.close()
+        raise
+    return sock, sockaddr
+
+
+class TcpStream(_TcpStreamBase):
+    """Sends heaps over a TCP connection, packets back to back.
+
+    Forms: ``TcpStream(thread_pool, endpoints, config=StreamConfig(),
+    buffer_size=DEFAULT_BUFFER_SIZE, interface_address='')`` connects to the
+    one endpoint (a list of one ``(host, port)`` pair), blocking until it
+    is connected (a refused connection raises the ``OSError`` subclass,
+    such as ``ConnectionRefusedError``); ``TcpStream(thread_pool, socket,
+    config=StreamConfig())`` sends on a connected socket (a duplicate is
+    taken).
+    """
+
+    DEFAULT_BUFFER_SIZE = 212992
+
+    def __init__(self, thread_pool: "_spead2.ThreadPool", *args: Any, **kwargs: Any) -> None:
+        first = args[0] if args else kwargs.get("socket")
+        if _is_socket(first) or "socket" in kwargs:
+            values = bind_arguments("TcpStream", _TCP_SOCKET, args, kwargs, ("socket",))
+            sock = _net.adopt_socket(values["socket"], _socket.SOCK_STREAM)
+        else:
+            values = bind_arguments("TcpStream", _TCP_CONNECT, args, kwargs, ("endpoints",))
+            sock, sockaddr = _tcp_socket(values["endpoints"],
+                                         values.get("buffer_size", self.DEFAULT_BUFFER_SIZE),
+                                         values.get("interface_address", ""))
+            try:
+                # Blocks without the GIL; a signal's handler (KeyboardInterrupt)
+                # ends the wait (PEP 475).
+                sock.connect(sockaddr)
+            except BaseException:
+                sock.close()
+                raise
+        self._open(thread_pool, sock.detach(), values.get("config"))
+
+
+class InprocStream(_InprocStreamBase):
+    """Sends heaps into in-process queues (:class:`spead2.InprocQueue`),
+    substream i into ``queues[i]``; each packet is copied in.  A single
+    queue may stand for a list of one."""
+
+    def __init__(self, thread_pool: "_spead2.ThreadPool", queues: Any,
+                 config: Optional[StreamConfig] = None) -> None:
+        if isinstance(queues, _spead2.InprocQueue):
+            queues = [queues]
+        if not _is_endpoint_list(queues):
+            raise TypeError(f"queues must be a list of spead2.InprocQueue, not "
+                            f"{type(queues).__name__}")
+        queues = list(queues)
+        if not queues:
+            raise ValueError("queues is empty")
+        for queue in queues:
+            if not isinstance(queue, _spead2.InprocQueue):
+                raise TypeError(f"queues must hold spead2.InprocQueue objects, not "
+                                f"{type(queue).__name__}")
+        self._open(thread_pool, queues, config)
+
+    @property
+    def queue(self) -> "_spead2.InprocQueue":
+        """The queue, when there is only one (``RuntimeError`` otherwise)."""
+        queues = self.queues
+        if len(queues) != 1:
+            raise RuntimeError("the stream has several queues: use .queues")
+        return queues[0]
+

@@ -1,6 +1,9 @@
 # cython: language_level=3, annotation_typing=False
 """Compiled core of the sender: heaps, packetisation and stream writers."""
 
+import copy
+import errno as _errno
+import logging
 import math
 import os
 
@@ -12,22 +15,33 @@ from libc.stdint cimport uint8_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy
 
-from spead2._core cimport ThreadPool
+from spead2._core cimport InprocQueue, ThreadPool
+from spead2._inproc cimport spead_inproc_queue
 from spead2._tpool cimport tpool_t
 
-from spead2._args import as_index, as_nonzero_unsigned, as_unsigned
+from spead2._args import as_index, as_unsigned
 from spead2._flavour import Flavour
+from spead2._logging import log
+from spead2.send._config import SIZE_BITS as _SIZE_BITS
+from spead2.send._config import GroupMode, StreamConfig, check_rate
 
 
 from spead2._send_core cimport *
 
 
 cdef extern from "<errno.h>":
-    int EBUSY
+    int EAGAIN
+    int EINVAL
     int ESHUTDOWN
 
 
+# Compared by identity: an enum member's .value is a Python-level property,
+# too slow for every send_heaps call.
+_SERIAL = GroupMode.SERIAL
+_ROUND_ROBIN = GroupMode.ROUND_ROBIN
+
 _STREAM_CTRL_ID = 0x06
+_DESCRIPTOR_ID = 0x05
 _CTRL_STREAM_START = 0
 _CTRL_STREAM_STOP = 2
 
@@ -36,100 +50,36 @@ cdef _layout_error(int status):
     return ValueError(send_layout_status_string(status).decode())
 
 
-cdef _io_error(int err):
-    if err == EBUSY:
-        return IOError(err, "too many heaps in flight (max_heaps reached)")
-    if err == ESHUTDOWN:
-        return IOError(err, "the stream's thread pool has been stopped")
-    return IOError(err, os.strerror(err))
+def _os_error(int err, msg=None) -> OSError:
+    """``OSError(err, msg)``, which Python turns into the subclass for
+    ``err`` (BlockingIOError for EAGAIN, ConnectionResetError...)."""
+    if err == ESHUTDOWN and msg is None:
+        msg = "the stream's thread pool has been stopped"
+    return OSError(err, msg if msg is not None else os.strerror(err))
 
 
-# Sizes are size_t in the C core, which adds them to one another: they are
-# kept below 2**63 so that no sum of two of them wraps.
-_SIZE_BITS = 63
+cdef _queue_error(int err, str msg):
+    """A send refused before anything was queued: logged as a warning, as
+    the reference does, then raised or set on the future by the caller."""
+    log(logging.WARNING, "%s", msg)
+    return _os_error(err, msg)
 
 
-cdef class StreamConfig:
-    """Parameters of a sending stream.
+cdef _queue_full_error(size_t n_heaps):
+    if n_heaps == 1:
+        return _queue_error(EAGAIN, "send queue is full (max_heaps heaps are already queued)")
+    return _queue_error(EAGAIN, f"send queue has no room for a group of {n_heaps} heaps "
+                                f"(max_heaps)")
 
-    ``max_packet_size`` bounds every packet (header included); ``rate`` is
-    in bytes per second (0 for no limit), with bursts of up to ``burst_size``
-    bytes at full speed; ``max_heaps`` is how many heaps may be in flight at
-    once.
-    """
 
-    cdef size_t _max_packet_size
-    cdef double _rate
-    cdef size_t _burst_size
-    cdef size_t _max_heaps
-
-    def __init__(self, max_packet_size: int = 1472, rate: float = 0.0,
-                 burst_size: int = 65536, max_heaps: int = 4) -> None:
-        self.max_packet_size = max_packet_size
-        self.rate = rate
-        self.burst_size = burst_size
-        self.max_heaps = max_heaps
-
-    @property
-    def max_packet_size(self) -> int:
-        """Largest packet to send, in bytes (at least 56)."""
-        return self._max_packet_size
-
-    @max_packet_size.setter
-    def max_packet_size(self, value: int) -> None:
-        value = as_unsigned(value, "max_packet_size", _SIZE_BITS)
-        if value < SEND_MIN_PACKET_SIZE:
-            raise ValueError(
-                f"max_packet_size must be at least {SEND_MIN_PACKET_SIZE} bytes, not {value}")
-        self._max_packet_size = value
-
-    @property
-    def rate(self) -> float:
-        """Target rate in bytes per second; 0 means as fast as possible.
-
-        Any finite non-negative number: a tiny rate makes sending very slow
-        (beyond the first ``burst_size`` bytes). ``ValueError`` otherwise.
-        """
-        return self._rate
-
-    @rate.setter
-    def rate(self, value: float) -> None:
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
-            raise TypeError(f"rate must be a number, not {type(value).__name__}")
-        value = float(value)
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"rate must be a finite non-negative number, not {value}")
-        self._rate = value
-
-    @property
-    def burst_size(self) -> int:
-        """Bytes that may be sent back to back, ahead of the rate."""
-        return self._burst_size
-
-    @burst_size.setter
-    def burst_size(self, value: int) -> None:
-        self._burst_size = as_unsigned(value, "burst_size", _SIZE_BITS)
-
-    @property
-    def max_heaps(self) -> int:
-        """Heaps that may be queued or in transmission at once."""
-        return self._max_heaps
-
-    @max_heaps.setter
-    def max_heaps(self, value: int) -> None:
-        self._max_heaps = as_nonzero_unsigned(value, "max_heaps", _SIZE_BITS)
-
-    def __repr__(self) -> str:
-        return (f"StreamConfig(max_packet_size={self._max_packet_size}, rate={self._rate!r}, "
-                f"burst_size={self._burst_size}, max_heaps={self._max_heaps})")
-
-    def __eq__(self, other):
-        if not isinstance(other, StreamConfig):
-            return NotImplemented
-        return (self.max_packet_size, self.rate, self.burst_size, self.max_heaps) == (
-            other.max_packet_size, other.rate, other.burst_size, other.max_heaps)
-
-    __hash__ = None
+cdef double _as_rate(value, str name) except? -2.0:
+    """A per-heap rate: negative means the stream's; NaN is refused."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__float__"):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    cdef double v = float(value)
+    if v != v:
+        raise ValueError(f"{name} must not be NaN")
+    return v
 
 
 cdef class Heap:
@@ -152,6 +102,7 @@ cdef class Heap:
     cdef uint64_t _payload
     cdef uint64_t _addr_mask
     cdef uint64_t _id_limit
+    cdef bint _repeat_pointers
 
     def __cinit__(self, *args, **kwargs):
         self._desc = NULL
@@ -161,6 +112,7 @@ cdef class Heap:
         self._n_data = self._cap_data = 0
         self._n_bufs = self._cap_bufs = 0
         self._payload = 0
+        self._repeat_pointers = False
 
     def __init__(self, flavour: Flavour = None) -> None:
         if flavour is None:
@@ -185,6 +137,17 @@ cdef class Heap:
     def flavour(self) -> Flavour:
         """The SPEAD flavour the heap is encoded with."""
         return self._flavour
+
+    @property
+    def repeat_pointers(self) -> bool:
+        """Whether every packet carries all the item pointers (the payload
+        being split across the packets); sending raises ``ValueError`` if
+        they do not fit in one packet."""
+        return self._repeat_pointers
+
+    @repeat_pointers.setter
+    def repeat_pointers(self, value: bool) -> None:
+        self._repeat_pointers = bool(value)
 
     cdef uint64_t _check_id(self, id) except? 0:
         id = as_unsigned(id, "item ID")
@@ -332,8 +295,15 @@ cdef class Heap:
         if not hasattr(descriptor, "to_raw"):
             raise TypeError(f"descriptor must be a spead2.Descriptor (with to_raw), not "
                             f"{type(descriptor).__name__}")
+        id = getattr(descriptor, "id", None)
+        if id is not None:
+            id = as_index(id, "descriptor ID")
+            # ID 0 is NULL_ID, which no receiver takes as an item
+            if not 0 < id < self._id_limit:
+                raise ValueError(f"descriptor ID {id:#x} is not in 1..{self._id_limit - 1:#x} "
+                                 f"(flavour SPEAD-64-{self._hab})")
         raw = descriptor.to_raw(self._flavour)
-        self._add(0x05, raw, False, True, None)
+        self._add(_DESCRIPTOR_ID, raw, False, True, None)
 
     def add_start(self) -> None:
         """Add a stream-control item marking the start of the stream."""
@@ -343,29 +313,27 @@ cdef class Heap:
         """Add a stream-control item marking the end of the stream."""
         self._add(_STREAM_CTRL_ID, _CTRL_STREAM_STOP.to_bytes(1, "big"), True, False, None)
 
-    cdef send_req *_make_req(self, int64_t cnt, size_t max_packet_size,
-                             send_layout *layout) except NULL:
-        """A request holding a copy of the item list (descriptors first),
-        checked against the packet size and flavour."""
-        cdef size_t n = self._n_desc + self._n_data
+    cdef size_t _n_items(self):
+        return self._n_desc + self._n_data
+
+    cdef int _fill(self, send_heap_spec *spec, send_item *items, int64_t cnt,
+                   size_t max_packet_size) except -1:
+        """Copy the item list (descriptors first) to ``items`` and describe
+        the heap in ``spec``, checked against the packet size and flavour
+        (``ValueError``).  ``cnt`` must fit the flavour or be -1."""
         cdef int status
-        cdef send_req *req = send_req_new(n)
-        if req == NULL:
-            raise MemoryError()
         if self._n_desc:
-            memcpy(req.items, self._desc, self._n_desc * sizeof(send_item))
+            memcpy(items, self._desc, self._n_desc * sizeof(send_item))
         if self._n_data:
-            memcpy(&req.items[self._n_desc], self._data, self._n_data * sizeof(send_item))
-        req.heap_address_bits = self._hab
-        req.cnt = cnt
-        status = send_layout_compute(layout, req.items, n, self._hab, max_packet_size)
+            memcpy(&items[self._n_desc], self._data, self._n_data * sizeof(send_item))
+        spec.items = items
+        spec.n_items = self._n_desc + self._n_data
+        spec.cnt = cnt
+        status = send_layout_compute(&spec.layout, items, spec.n_items, self._hab,
+                                     max_packet_size, self._repeat_pointers)
         if status != SEND_LAYOUT_OK:
-            send_req_free(req)
             raise _layout_error(status)
-        if cnt >= 0 and <uint64_t> cnt > self._addr_mask:
-            send_req_free(req)
-            raise _layout_error(SEND_LAYOUT_BAD_CNT)
-        return req
+        return 0
 
     def __repr__(self) -> str:
         return (f"<spead2.send.Heap with {self._n_desc} descriptors and {self._n_data} items, "
@@ -381,6 +349,95 @@ cdef int64_t _check_cnt(cnt, bint allow_auto) except? -2:
     return as_unsigned(cnt, "cnt", 63)
 
 
+cdef class HeapReference:
+    """A heap with the parameters of one sending of it, for
+    :meth:`Stream.send_heaps`: ``cnt`` (-1: the stream's next),
+    ``substream_index`` and ``rate`` (bytes/s; negative: the stream's rate,
+    0: unpaced).  Keeps the heap alive."""
+
+    cdef readonly Heap heap
+    cdef int64_t _cnt
+    cdef size_t _substream_index
+    cdef double _rate
+
+    def __init__(self, Heap heap not None, *, cnt: int = -1, substream_index: int = 0,
+                 rate: float = -1.0) -> None:
+        self.heap = heap
+        self.cnt = cnt
+        self.substream_index = substream_index
+        self.rate = rate
+
+    @property
+    def cnt(self) -> int:
+        """Heap counter, or -1 for the stream's next."""
+        return self._cnt
+
+    @cnt.setter
+    def cnt(self, value: int) -> None:
+        self._cnt = _check_cnt(value, True)
+
+    @property
+    def substream_index(self) -> int:
+        """Which of the stream's substreams (endpoints, queues) it goes to."""
+        return self._substream_index
+
+    @substream_index.setter
+    def substream_index(self, value: int) -> None:
+        self._substream_index = as_unsigned(value, "substream_index", _SIZE_BITS)
+
+    @property
+    def rate(self) -> float:
+        """Bytes per second for this heap; negative: the stream's; 0: unpaced."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        self._rate = _as_rate(value, "rate")
+
+    cdef HeapReference _copy(self):
+        cdef HeapReference out = HeapReference.__new__(HeapReference)
+        out.heap = self.heap
+        out._cnt = self._cnt
+        out._substream_index = self._substream_index
+        out._rate = self._rate
+        return out
+
+    def __repr__(self) -> str:
+        return (f"HeapReference({self.heap!r}, cnt={self._cnt}, "
+                f"substream_index={self._substream_index}, rate={self._rate!r})")
+
+
+cdef class HeapReferenceList:
+    """A reusable list of :class:`HeapReference` for :meth:`Stream.send_heaps`:
+    a copy of the references given (later changes to them do not reach it),
+    keeping their heaps alive.  ``len()`` and slicing (a new list) work."""
+
+    cdef list _refs
+
+    def __init__(self, heaps) -> None:
+        refs = []
+        for ref in heaps:
+            if not isinstance(ref, HeapReference):
+                raise TypeError(f"HeapReferenceList takes HeapReference objects, not "
+                                f"{type(ref).__name__}")
+            refs.append((<HeapReference> ref)._copy())
+        self._refs = refs
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __getitem__(self, index) -> "HeapReferenceList":
+        if not isinstance(index, slice):
+            raise TypeError(f"HeapReferenceList indices must be slices, not "
+                            f"{type(index).__name__}")
+        cdef HeapReferenceList out = HeapReferenceList.__new__(HeapReferenceList)
+        out._refs = self._refs[index]   # ValueError for a zero step
+        return out
+
+    def __repr__(self) -> str:
+        return f"HeapReferenceList({self._refs!r})"
+
+
 cdef class PacketGenerator:
     """Iterates over the packets (as ``bytes``) of ``heap`` sent with heap
     counter ``cnt`` and packets of at most ``max_packet_size`` bytes."""
@@ -391,15 +448,19 @@ cdef class PacketGenerator:
     cdef uint8_t *_scratch
 
     def __cinit__(self, Heap heap not None, cnt, max_packet_size):
-        cdef send_layout layout
         cdef int64_t c = _check_cnt(cnt, False)
         cdef size_t mps = as_unsigned(max_packet_size, "max_packet_size", _SIZE_BITS)
         self._req = NULL
         self._scratch = NULL
         self._heap = heap
-        self._req = heap._make_req(c, mps, &layout)
-        send_packetizer_init(&self._pz, self._req.items, self._req.n_items,
-                             self._req.heap_address_bits, <uint64_t> c, mps)
+        if <uint64_t> c > heap._addr_mask:
+            raise _layout_error(SEND_LAYOUT_BAD_CNT)
+        self._req = send_req_new(1, heap._n_items())
+        if self._req == NULL:
+            raise MemoryError()
+        heap._fill(&self._req.heaps[0], self._req.items, c, mps)
+        send_packetizer_init(&self._pz, self._req.items, heap._n_items(), heap._hab,
+                             <uint64_t> c, mps, heap._repeat_pointers)
         # Room for the largest header: the payload goes straight into bytes.
         cdef size_t max_pointers = min(self._pz.layout.pointers_per_packet,
                                        self._pz.layout.n_pointers)
@@ -427,15 +488,47 @@ cdef class PacketGenerator:
         return out
 
 
+# A clock for tests of pacing: sleeping moves it forward at once.
+cdef struct _VirtualClock:
+    double now
+    double slept
+    uint64_t sleeps
+
+
+cdef double _virtual_now(void *ctx) noexcept nogil:
+    return (<_VirtualClock *> ctx).now
+
+
+cdef void _virtual_sleep_until(void *ctx, double t) noexcept nogil:
+    cdef _VirtualClock *c = <_VirtualClock *> ctx
+    c.sleeps += 1
+    if t > c.now:
+        c.slept += t - c.now
+        c.now = t
+
+
+cdef int _fill_config(send_config *out, config) except -1:
+    out.max_packet_size = config.max_packet_size
+    out.rate = config.rate
+    out.burst_size = config.burst_size
+    out.burst_rate_ratio = config.burst_rate_ratio
+    out.max_heaps = config.max_heaps
+    return 0
+
+
 @cython.no_gc_clear
-cdef class _Stream:
-    """Common machinery of sending streams: in-order delivery of heaps by the
-    caller (blocking) or by the thread pool (asynchronous)."""
+cdef class Stream:
+    """What every sending stream has: in-order delivery of heaps, singly or
+    in groups, by the caller (blocking) or by the thread pool
+    (asynchronous), with one rate limiter across all substreams."""
 
     cdef send_stream *_s
     cdef object _thread_pool
     cdef object _config
-    # token -> (heap, bytes on the wire) for asynchronous sends in flight
+    cdef size_t _max_packet_size
+    cdef double _stream_wait_per_byte
+    cdef _VirtualClock _vclock
+    # token -> the heaps of an asynchronous send in flight (kept alive)
     cdef dict _pending
     cdef uint64_t _next_token
 
@@ -456,31 +549,155 @@ cdef class _Stream:
             raise RuntimeError("stream is not initialised")
         return self._s
 
+    cdef int _start(self, ThreadPool thread_pool, config, send_stream *s) except -1:
+        """Adopt the C stream ``s`` made from ``config`` (a copy)."""
+        if s == NULL:
+            raise MemoryError()
+        self._s = s
+        self._thread_pool = thread_pool
+        self._config = config
+        self._max_packet_size = config.max_packet_size
+        self._stream_wait_per_byte = 1.0 / config.rate if config.rate > 0 else 0.0
+        return 0
+
     @property
     def config(self) -> StreamConfig:
-        """The stream's configuration."""
+        """The stream's configuration (a copy of the one it was given)."""
         return self._config
 
-    def send_heap(self, Heap heap not None, cnt: int = -1) -> None:
-        """Send ``heap`` and wait until it has gone.
+    @property
+    def num_substreams(self) -> int:
+        """How many substreams (endpoints, queues) the stream sends to."""
+        return self._get().num_substreams
 
-        ``cnt`` is the heap counter; by default the stream numbers heaps 1,
-        2, 3...  Raises ``IOError`` if ``max_heaps`` heaps are already in
-        flight or the transport refuses a packet.
-        """
+    def set_cnt_sequence(self, next: int, step: int) -> None:
+        """Heaps sent without an explicit cnt get ``next``, ``next + step``,
+        ``next + 2 * step``... (each modulo 2**heap_address_bits)."""
         cdef send_stream *s = self._get()
-        cdef send_layout layout
+        cdef uint64_t n = as_unsigned(next, "next")
+        cdef uint64_t st = as_unsigned(step, "step")
+        if st == 0:
+            raise ValueError("cnt sequence step cannot be 0")
+        send_stream_set_cnt_sequence(s, n, st)
+
+    cdef int _fill_heap(self, send_req *req, size_t i, send_item *items, Heap heap,
+                        int64_t cnt, size_t substream, double rate) except -1:
+        cdef send_heap_spec *spec = &req.heaps[i]
+        if substream >= self._s.num_substreams:
+            raise _queue_error(EINVAL, f"substream_index {substream} is out of range (the "
+                                       f"stream has {self._s.num_substreams})")
+        if cnt >= 0 and <uint64_t> cnt > heap._addr_mask:
+            raise _queue_error(EINVAL, f"cnt {cnt} does not fit in the flavour's "
+                                       f"{heap._hab} heap address bits")
+        heap._fill(spec, items, cnt, self._max_packet_size)
+        spec.substream = substream
+        if rate < 0:
+            spec.wait_per_byte = self._stream_wait_per_byte
+        elif rate == 0:
+            spec.wait_per_byte = 0.0
+        else:
+            spec.wait_per_byte = 1.0 / rate
+        return 0
+
+    cdef send_req *_heap_req(self, Heap heap, cnt, substream_index, rate) except NULL:
         cdef int64_t c = _check_cnt(cnt, True)
-        cdef send_req *req = heap._make_req(c, (<StreamConfig> self._config)._max_packet_size,
-                                            &layout)
+        cdef size_t sub = as_unsigned(substream_index, "substream_index", _SIZE_BITS)
+        cdef double r = _as_rate(rate, "rate")
+        self._get()
+        cdef send_req *req = send_req_new(1, heap._n_items())
+        if req == NULL:
+            raise MemoryError()
+        req.mode = 0
+        try:
+            self._fill_heap(req, 0, req.items, heap, c, sub, r)
+        except BaseException:
+            send_req_free(req)
+            raise
+        return req
+
+    cdef send_req *_group_req(self, heaps, mode, list keep) except NULL:
+        """A request for the group ``heaps``; the Heap objects go to ``keep``
+        (unless it is None)."""
+        cdef list refs
+        cdef HeapReference ref
+        cdef size_t n_items = 0
+        cdef size_t i
+        cdef send_req *req
+        cdef int c_mode
+        if mode is _ROUND_ROBIN:
+            c_mode = 0
+        elif mode is _SERIAL:
+            c_mode = 1
+        else:
+            raise TypeError(f"mode must be a spead2.send.GroupMode, not {type(mode).__name__}")
+        if isinstance(heaps, HeapReferenceList):
+            refs = (<HeapReferenceList> heaps)._refs
+        else:
+            refs = list(heaps)
+            for ref_obj in refs:
+                if not isinstance(ref_obj, HeapReference):
+                    raise TypeError(f"heaps must hold HeapReference objects, not "
+                                    f"{type(ref_obj).__name__}")
+        self._get()
+        if not refs:
+            raise _queue_error(EINVAL, "send_heaps needs at least one heap")
+        for ref_obj in refs:
+            n_items += (<HeapReference> ref_obj).heap._n_items()
+        req = send_req_new(len(refs), n_items)
+        if req == NULL:
+            raise MemoryError()
+        req.mode = c_mode
+        n_items = 0
+        try:
+            for i in range(len(refs)):
+                ref = <HeapReference> refs[i]
+                self._fill_heap(req, i, &req.items[n_items], ref.heap, ref._cnt,
+                                ref._substream_index, ref._rate)
+                n_items += ref.heap._n_items()
+                if keep is not None:
+                    keep.append(ref.heap)
+        except BaseException:
+            send_req_free(req)
+            raise
+        return req
+
+    cdef uint64_t _send_sync(self, send_req *req) except? 0xFFFFFFFFFFFFFFFF:
+        cdef send_stream *s = self._s
+        cdef size_t n_heaps = req.n_heaps
         cdef int rc
-        cdef int err
         with nogil:
             rc = send_stream_send_sync(s, req)
-        err = rc if rc != 0 else req.error
+        if rc != 0:
+            send_req_free(req)
+            raise _queue_full_error(n_heaps)
+        cdef int err = req.error
+        cdef uint64_t nbytes = req.bytes
         send_req_free(req)
         if err:
-            raise _io_error(err)
+            raise _os_error(err)
+        return nbytes
+
+    def send_heap(self, Heap heap not None, cnt: int = -1, substream_index: int = 0,
+                  rate: float = -1.0) -> int:
+        """Send ``heap`` and wait until every packet has been handed to the
+        transport; returns the bytes written.
+
+        ``cnt`` is the heap counter (-1: the stream's next), ``rate`` is in
+        bytes per second (negative: the stream's rate; 0: unpaced).
+        Raises ``BlockingIOError`` if ``max_heaps`` heaps are already in
+        flight, ``OSError`` if the transport refuses a packet, ``ValueError``
+        if the heap cannot be split into packets.
+        """
+        return self._send_sync(self._heap_req(heap, cnt, substream_index, rate))
+
+    def send_heaps(self, heaps, mode: GroupMode) -> int:
+        """Send a group of heaps (a list of :class:`HeapReference` or a
+        :class:`HeapReferenceList`) with their packets interleaved as
+        ``mode`` says; waits until all have gone and returns the bytes
+        written.  The group is queued whole (it needs room for all its heaps
+        within ``max_heaps``) or not at all."""
+        # the caller's references keep the heaps alive while it waits
+        return self._send_sync(self._group_req(heaps, mode, None))
 
     def flush(self) -> None:
         """Block until every heap handed to the stream has been sent."""
@@ -488,24 +705,33 @@ cdef class _Stream:
         with nogil:
             send_stream_flush(s)
 
-    def _async_send(self, Heap heap not None, cnt: int = -1) -> int:
-        """Queue ``heap`` for the thread pool; returns a token that
-        :meth:`_pop_completions` reports when it is done.  Raises ``IOError``
-        if it cannot be queued."""
-        cdef send_stream *s = self._get()
-        cdef send_layout layout
-        cdef int64_t c = _check_cnt(cnt, True)
-        cdef send_req *req = heap._make_req(c, (<StreamConfig> self._config)._max_packet_size,
-                                            &layout)
+    cdef uint64_t _queue_async(self, send_req *req, object keep) except 0:
         cdef uint64_t token = self._next_token
+        cdef size_t n_heaps = req.n_heaps
         req.token = token
-        rc = send_stream_send_async(s, req)
+        rc = send_stream_send_async(self._s, req)
         if rc != 0:
             send_req_free(req)
-            raise _io_error(rc)
+            if rc == EAGAIN:
+                raise _queue_full_error(n_heaps)
+            raise _os_error(rc)   # ESHUTDOWN: the thread pool is stopped
         self._next_token += 1
-        self._pending[token] = (heap, layout.total_bytes)
+        self._pending[token] = keep
         return token
+
+    def _async_send_heap(self, Heap heap not None, cnt: int = -1, substream_index: int = 0,
+                         rate: float = -1.0) -> int:
+        """Queue ``heap`` for the thread pool; returns a token that
+        :meth:`_pop_completions` reports when it is done.  Raises
+        ``OSError`` if it cannot be queued, ``ValueError`` if it cannot be
+        split into packets."""
+        return self._queue_async(self._heap_req(heap, cnt, substream_index, rate), heap)
+
+    def _async_send_heaps(self, heaps, mode: GroupMode) -> int:
+        """As :meth:`_async_send_heap`, for a group."""
+        keep = []
+        cdef send_req *req = self._group_req(heaps, mode, keep)
+        return self._queue_async(req, keep)
 
     def _enable_notify(self) -> int:
         """File descriptor that becomes readable when asynchronous sends
@@ -518,49 +744,66 @@ cdef class _Stream:
         return fd
 
     def _pop_completions(self) -> list:
-        """Finished asynchronous sends as ``(token, errno, bytes)`` tuples."""
+        """Finished asynchronous sends as ``(token, errno, bytes)`` tuples,
+        in the order they were queued; their heaps are released."""
         cdef send_req *req = send_stream_pop_done(self._get())
         cdef send_req *nxt
         out = []
         while req != NULL:
             nxt = req.next
-            entry = self._pending.pop(req.token, None)
-            out.append((req.token, req.error, entry[1] if entry is not None else 0))
+            self._pending.pop(req.token, None)
+            out.append((req.token, req.error, req.bytes if req.error == 0 else 0))
             send_req_free(req)
             req = nxt
         return out
 
     def _io_error(self, int err) -> OSError:
-        return _io_error(err)
+        return _os_error(err)
 
     @property
     def _in_flight_async(self) -> int:
         return len(self._pending)
+
+    def _use_virtual_clock(self, start: float = 0.0) -> None:
+        """For tests: pace with a clock that sleeping moves forward at once
+        (see :attr:`_virtual_clock`).  Call while nothing is in flight."""
+        cdef send_stream *s = self._get()
+        self._vclock.now = start
+        self._vclock.slept = 0.0
+        self._vclock.sleeps = 0
+        send_stream_set_clock(s, _virtual_now, _virtual_sleep_until, &self._vclock)
+
+    def _advance_virtual_clock(self, seconds: float) -> None:
+        """For tests: move the virtual clock on, as if the machine had
+        stalled (the stream is not told)."""
+        self._vclock.now += seconds
+
+    @property
+    def _virtual_clock(self) -> tuple:
+        """``(now, seconds slept, number of sleeps)`` of the virtual clock."""
+        return (self._vclock.now, self._vclock.slept, self._vclock.sleeps)
 
 
 cdef object _check_stream_config(config):
     if config is None:
         return StreamConfig()
     if not isinstance(config, StreamConfig):
-        raise TypeError("config must be a spead2.send.StreamConfig")
+        raise TypeError(f"config must be a spead2.send.StreamConfig, not "
+                        f"{type(config).__name__}")
     # Later changes to the caller's object do not affect the stream.
-    c = <StreamConfig> config
-    return StreamConfig(c._max_packet_size, c._rate, c._burst_size, c._max_heaps)
+    return copy.copy(config)
 
 
-cdef class BytesStream(_Stream):
+cdef class BytesStream(Stream):
     """A stream that appends its packets to memory; :meth:`getvalue` returns
     everything sent so far."""
 
     def __init__(self, ThreadPool thread_pool not None, config: StreamConfig = None) -> None:
         cdef tpool_t *tp = thread_pool.get()
-        cdef StreamConfig c = _check_stream_config(config)
-        self._config = c
-        self._thread_pool = thread_pool
-        self._s = send_bytes_stream_new(tp, c._max_packet_size, c._rate, c._burst_size,
-                                        c._max_heaps)
-        if self._s == NULL:
-            raise MemoryError()
+        c = _check_stream_config(config)
+        cdef send_config cc
+        _fill_config(&cc, c)
+        self._start(thread_pool, c, send_bytes_stream_new(tp, &cc))
 
     def getvalue(self) -> bytes:
         """The bytes of every packet sent so far."""
@@ -581,31 +824,103 @@ cdef class BytesStream(_Stream):
             send_stream_unlock(s)
 
 
-cdef class _UdpStreamBase(_Stream):
+cdef class _UdpStreamBase(Stream):
     """The compiled UDP writer; :class:`spead2.send.UdpStream` sets up the
     socket."""
 
-    def _open(self, ThreadPool thread_pool not None, int fd, int family, str host, int port,
-              unsigned int flowinfo, unsigned int scope_id, config) -> None:
-        """Start sending to (host, port) on socket ``fd``, which the stream
-        then owns."""
+    def _open(self, ThreadPool thread_pool not None, int fd, int family, list endpoints,
+              config) -> None:
+        """Start sending substream i to ``endpoints[i]`` (numeric ``(host,
+        port, flowinfo, scope_id)``) on socket ``fd``, which the stream then
+        owns."""
         cdef tpool_t *tp = NULL
-        cdef StreamConfig c
-        cdef sockaddr_storage addr
+        cdef sockaddr_storage *addrs = NULL
         cdef socklen_t addrlen = 0
+        cdef send_config cc
+        cdef size_t i
         try:
             tp = thread_pool.get()
             c = _check_stream_config(config)
-            host_b = host.encode()
-            if send_make_sockaddr(family, host_b, port, flowinfo, scope_id, &addr,
-                                  &addrlen) != 0:
-                raise ValueError(f"cannot use {host!r} as a destination address")
+            _fill_config(&cc, c)
+            addrs = <sockaddr_storage *> malloc(max(len(endpoints), 1) * sizeof(sockaddr_storage))
+            if addrs == NULL:
+                raise MemoryError()
+            for i, (host, port, flowinfo, scope_id) in enumerate(endpoints):
+                host_b = host.encode()
+                if send_make_sockaddr(family, host_b, port, flowinfo, scope_id, &addrs[i],
+                                      &addrlen) != 0:
+                    raise ValueError(f"cannot use {host!r} as a destination address")
+        except BaseException:
+            free(addrs)
+            os.close(fd)
+            raise
+        try:
+            self._start(thread_pool, c, send_udp_stream_new(tp, fd, addrs, len(endpoints),
+                                                            addrlen, &cc))
+        finally:
+            free(addrs)
+
+
+cdef class _TcpStreamBase(Stream):
+    """The compiled TCP writer; :class:`spead2.send.TcpStream` connects the
+    socket."""
+
+    def _open(self, ThreadPool thread_pool not None, int fd, config) -> None:
+        """Start sending on the connected socket ``fd``, which the stream
+        then owns."""
+        cdef tpool_t *tp = NULL
+        cdef send_config cc
+        try:
+            tp = thread_pool.get()
+            c = _check_stream_config(config)
+            _fill_config(&cc, c)
         except BaseException:
             os.close(fd)
             raise
-        self._config = c
-        self._thread_pool = thread_pool
-        self._s = send_udp_stream_new(tp, fd, <const sockaddr *> &addr, addrlen,
-                                      c._max_packet_size, c._rate, c._burst_size, c._max_heaps)
-        if self._s == NULL:
+        self._start(thread_pool, c, send_tcp_stream_new(tp, fd, &cc))
+
+
+cdef class _InprocStreamBase(Stream):
+    """The compiled in-process writer; :class:`spead2.send.InprocStream`
+    checks the queues."""
+
+    cdef list _queues
+
+    def _open(self, ThreadPool thread_pool not None, list queues, config) -> None:
+        """Start sending substream i into ``queues[i]`` (spead2.InprocQueue)."""
+        cdef tpool_t *tp = thread_pool.get()
+        c = _check_stream_config(config)
+        cdef send_config cc
+        _fill_config(&cc, c)
+        cdef size_t n = len(queues)
+        cdef size_t i
+        cdef spead_inproc_queue **qs = <spead_inproc_queue **> malloc(
+            max(n, 1) * sizeof(spead_inproc_queue *))
+        if qs == NULL:
             raise MemoryError()
+        try:
+            for i in range(n):
+                qs[i] = (<InprocQueue?> queues[i]).q
+            self._start(thread_pool, c, send_inproc_stream_new(tp, qs, n, &cc))
+        finally:
+            free(qs)
+        self._queues = list(queues)
+
+    @property
+    def queues(self) -> list:
+        """The queues, one per substream (the objects given)."""
+        return list(self._queues)
+
+
+def _buffer_extent(obj) -> tuple:
+    """``(address, length)`` of the memory of a contiguous buffer
+    (``TypeError`` for anything else)."""
+    cdef Py_buffer view
+    try:
+        PyObject_GetBuffer(obj, &view, PyBUF_ANY_CONTIGUOUS)
+    except (BufferError, ValueError):
+        raise TypeError(f"a memory region must be a contiguous buffer, not "
+                        f"{type(obj).__name__}") from None
+    out = (<size_t> view.buf, view.len)
+    PyBuffer_Release(&view)
+    return out

@@ -191,12 +191,15 @@ def make_flavour(args: Any) -> spead2.Flavour:
 def make_config(args: Any, rate: float) -> spead2.send.StreamConfig:
     """The stream configuration asked for on the command line, at ``rate``."""
     defaults = spead2.send.StreamConfig()
+    packet_size = args.packet_size or defaults.max_packet_size
+    # StreamConfig takes any size (as spead2 4.x does) and sending refuses
+    # one too small: refuse it here, naming the option
     try:
-        return spead2.send.StreamConfig(
-            max_packet_size=args.packet_size or defaults.max_packet_size, rate=rate,
-            burst_size=args.burst_size or defaults.burst_size)
+        list(spead2.send.PacketGenerator(spead2.send.Heap(), 1, packet_size))
     except ValueError as exc:
         raise ToolError(f"--packet-size {args.packet_size}: {exc}") from None
+    return spead2.send.StreamConfig(max_packet_size=packet_size, rate=rate,
+                                    burst_size=args.burst_size or defaults.burst_size)
 
 
 class Progress:
