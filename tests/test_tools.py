@@ -353,14 +353,15 @@ def test_recv_stats_auto_falls_back_to_plain_when_not_a_terminal(capture):
 
 @pytest.fixture(scope="session")
 def capture(tmp_path_factory):
-    """``capture(*args)``: a capture written by ``spead2-send --output ...
-    *args``, made once per argument list."""
+    """``capture(*args)``: a raw capture (SPEAD packets back to back) written
+    by ``spead2-send --output ... --format raw *args``, made once per
+    argument list. (pcap and pcapng have tests of their own.)"""
     made: dict = {}
 
     def make(*args: str) -> Path:
         if args not in made:
             path = tmp_path_factory.mktemp("capture") / "capture.spead"
-            result = run_tool("send", "--output", str(path), *args)
+            result = run_tool("send", "--output", str(path), "--format", "raw", *args)
             assert result.returncode == 0, result.stderr
             made[args] = path
         return made[args]
@@ -382,10 +383,10 @@ def test_capture_file_is_what_recv_file_reads(capture):
 
 
 def test_capture_file_matches_bytes_stream_output(tmp_path):
-    """--output writes what a BytesStream would, heap counters included."""
+    """--output --format raw writes what a BytesStream would, heap counters included."""
     path = tmp_path / "c.spead"
-    result = run_tool("send", "--output", str(path), "--heaps", "3", "--heap-size", "100",
-                      "--json")
+    result = run_tool("send", "--output", str(path), "--format", "raw", "--heaps", "3",
+                      "--heap-size", "100", "--json")
     assert result.returncode == 0, result.stderr
     assert summary_json(result.stdout)["file_bytes"] == path.stat().st_size
     from spead2.tools.send import HeapSource
@@ -416,8 +417,8 @@ def test_capture_through_a_pipe():
 
 def test_flavour_and_bug_compat_options_reach_the_wire(tmp_path):
     path = tmp_path / "swapped.spead"
-    result = run_tool("send", "--output", str(path), "--heaps", "1", "--heap-size", "8",
-                      "--dtype", "uint16", "--heap-address-bits", "48",
+    result = run_tool("send", "--output", str(path), "--format", "raw", "--heaps", "1",
+                      "--heap-size", "8", "--dtype", "uint16", "--heap-address-bits", "48",
                       "--bug-compat", "swap-endian")
     assert result.returncode == 0, result.stderr
     data = path.read_bytes()
