@@ -199,7 +199,8 @@ cdef class PcapWriter:
                 self._write_out()
             self._flow.payload = <const uint8_t *> view.buf
             self._flow.payload_len = view.len
-            self._len += pcapw_record(self._format, &self._flow, ts, self._ip_id, self._buf + self._len)
+            self._len += pcapw_record(self._format, &self._flow, ts, self._ip_id,
+                                      self._buf + self._len)
             self._ip_id += 1
             self.datagrams += 1
         finally:

@@ -31,7 +31,7 @@ import spead2.recv
 from . import _record
 from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
                       affinity_arg, bug_compat_arg, capture_format, check_multicast_options,
-                      describe_error, endpoint_arg, format_bytes, format_rate, make_parser,
+                      endpoint_arg, format_bytes, format_rate, make_parser,
                       multicast_interface, positive_size_arg, print_json, read_capture,
                       run_tool, seconds_arg, setup_complete, size_arg)
 
