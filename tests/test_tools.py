@@ -58,11 +58,14 @@ def has_ipv6_loopback() -> bool:
 
 
 class ToolProcess:
-    """A tool running in the background, its output collected by threads."""
+    """A tool running in the background, its output collected by threads;
+    it is ready once a line of its stderr holds ``ready``."""
 
-    def __init__(self, tool: str, *args: str) -> None:
+    def __init__(self, tool: str, *args: str, ready: str = READY,
+                 env: Optional[dict] = None) -> None:
+        self.ready_marker = ready
         self.proc = subprocess.Popen(tool_cmd(tool, *args), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=tool_env())
+                                     stderr=subprocess.PIPE, text=True, env=env or tool_env())
         self.stdout_lines: List[str] = []
         self.stderr_lines: List[str] = []
         self.ready = threading.Event()
@@ -78,14 +81,15 @@ class ToolProcess:
     def _read(self, stream, lines: List[str]) -> None:
         for line in stream:
             lines.append(line)
-            if READY in line:
+            if self.ready_marker in line:
                 self.ready.set()
         self.ready.set()
 
     def wait_ready(self, timeout: float = 20.0) -> bool:
         """Whether the receiver is listening (False if it exited instead)."""
         self.ready.wait(timeout)
-        return self.proc.poll() is None and any(READY in line for line in self.stderr_lines)
+        return self.proc.poll() is None and any(self.ready_marker in line
+                                                for line in self.stderr_lines)
 
     def finish(self, timeout: float = 30.0) -> Tuple[int, str, str]:
         """Wait for the exit (killing it after ``timeout``); (code, stdout, stderr)."""
@@ -115,12 +119,13 @@ class ToolProcess:
             self.proc.wait()
 
 
-def start_receiver(make_args: Callable[[int], List[str]],
-                   host: str = "127.0.0.1") -> Tuple[ToolProcess, int]:
-    """Start spead2-recv on a free port (trying another if it was taken meanwhile)."""
+def start_receiver(make_args: Callable[[int], List[str]], host: str = "127.0.0.1",
+                   **kwargs) -> Tuple[ToolProcess, int]:
+    """Start spead2-recv on a free port (trying another if it was taken
+    meanwhile); ``kwargs`` go to :class:`ToolProcess`."""
     for _ in range(5):
         port = free_udp_port(host)
-        proc = ToolProcess("recv", *make_args(port))
+        proc = ToolProcess("recv", *make_args(port), **kwargs)
         if proc.wait_ready():
             return proc, port
         code, _, err = proc.finish(10)
@@ -134,8 +139,8 @@ def receivers():
     """Receivers started by a test; killed if the test leaves them running."""
     started: List[ToolProcess] = []
 
-    def start(make_args, host="127.0.0.1"):
-        proc, port = start_receiver(make_args, host)
+    def start(make_args, host="127.0.0.1", **kwargs):
+        proc, port = start_receiver(make_args, host, **kwargs)
         started.append(proc)
         return proc, port
 
@@ -353,14 +358,15 @@ def test_recv_stats_auto_falls_back_to_plain_when_not_a_terminal(capture):
 
 @pytest.fixture(scope="session")
 def capture(tmp_path_factory):
-    """``capture(*args)``: a capture written by ``spead2-send --output ...
-    *args``, made once per argument list."""
+    """``capture(*args)``: a raw capture (SPEAD packets back to back) written
+    by ``spead2-send --output ... --format raw *args``, made once per
+    argument list. (pcap and pcapng have tests of their own.)"""
     made: dict = {}
 
     def make(*args: str) -> Path:
         if args not in made:
             path = tmp_path_factory.mktemp("capture") / "capture.spead"
-            result = run_tool("send", "--output", str(path), *args)
+            result = run_tool("send", "--output", str(path), "--format", "raw", *args)
             assert result.returncode == 0, result.stderr
             made[args] = path
         return made[args]
@@ -382,10 +388,10 @@ def test_capture_file_is_what_recv_file_reads(capture):
 
 
 def test_capture_file_matches_bytes_stream_output(tmp_path):
-    """--output writes what a BytesStream would, heap counters included."""
+    """--output --format raw writes what a BytesStream would, heap counters included."""
     path = tmp_path / "c.spead"
-    result = run_tool("send", "--output", str(path), "--heaps", "3", "--heap-size", "100",
-                      "--json")
+    result = run_tool("send", "--output", str(path), "--format", "raw", "--heaps", "3",
+                      "--heap-size", "100", "--json")
     assert result.returncode == 0, result.stderr
     assert summary_json(result.stdout)["file_bytes"] == path.stat().st_size
     from spead2.tools.send import HeapSource
@@ -416,8 +422,8 @@ def test_capture_through_a_pipe():
 
 def test_flavour_and_bug_compat_options_reach_the_wire(tmp_path):
     path = tmp_path / "swapped.spead"
-    result = run_tool("send", "--output", str(path), "--heaps", "1", "--heap-size", "8",
-                      "--dtype", "uint16", "--heap-address-bits", "48",
+    result = run_tool("send", "--output", str(path), "--format", "raw", "--heaps", "1",
+                      "--heap-size", "8", "--dtype", "uint16", "--heap-address-bits", "48",
                       "--bug-compat", "swap-endian")
     assert result.returncode == 0, result.stderr
     data = path.read_bytes()

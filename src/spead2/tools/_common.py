@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import stat
+import struct
 import sys
 import textwrap
 from typing import IO, Any, Callable, Dict, List, NamedTuple, NoReturn, Optional, Union
@@ -353,6 +354,40 @@ def read_capture(path: str) -> Union[bytes, mmap.mmap]:
     except OSError as exc:
         raise ToolError(f"cannot read {path}: {describe_error(OSError(exc.errno, exc.strerror))}"
                         ) from None
+
+
+#: What a capture file is: its format, from its first bytes.
+CAPTURE_FORMATS = ("pcap", "pcapng", "raw")
+_PCAP_MAGICS = frozenset(
+    struct.pack(order + "I", magic) for order in "<>"
+    for magic in (0xA1B2C3D4, 0xA1B23C4D, 0xA1B2CD34))   # microsecond, nanosecond, modified
+_PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"      # a section header block, in either byte order
+
+
+def capture_format(head: bytes) -> str:
+    """The format of a capture file that starts with ``head`` (its first 4
+    bytes or more): ``"pcap"`` (classic, any byte order or timestamp
+    resolution), ``"pcapng"``, or ``"raw"`` (SPEAD packets back to back, as
+    :class:`spead2.send.BytesStream` writes them; also anything else, whose
+    bytes the raw reader skips up to the first packet)."""
+    magic = bytes(head[:4])
+    if magic in _PCAP_MAGICS:
+        return "pcap"
+    if magic == _PCAPNG_MAGIC:
+        return "pcapng"
+    return "raw"
+
+
+def output_format(path: str, requested: Optional[str]) -> str:
+    """The format to write a capture to ``path`` in: ``requested`` if
+    given, else raw for standard output (a stream of packets, readable
+    while it is written), pcapng for a name ending ``.pcapng`` and pcap
+    otherwise."""
+    if requested is not None:
+        return requested
+    if path == "-":
+        return "raw"
+    return "pcapng" if path.lower().endswith(".pcapng") else "pcap"
 
 
 def open_output(path: str) -> IO[bytes]:

@@ -6,24 +6,34 @@ elements). With ``--stats`` a live display of rates and losses is shown
 instead, refreshed every second. Either way a summary ends the run, which
 lasts until the stream stops, ``--count`` heaps have arrived, ``--timeout``
 seconds have passed, or Ctrl-C.
+
+A capture file may be pcap or pcapng (read by
+:meth:`spead2.recv.Stream.add_udp_pcap_file_reader`, through ``--filter``)
+or raw SPEAD packets back to back (read by
+:meth:`spead2.recv.Stream.add_buffer_reader`); the content tells which.
+``--capture`` records the datagrams that arrive, before any assembly,
+instead of receiving a stream (see :mod:`spead2.tools._record`).
 """
 
 import argparse
+import os
 import select
 import sys
+import tempfile
 import time
-from typing import IO, Any, Dict, List, Optional, Union
+from typing import IO, Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 import spead2
 import spead2.recv
 
+from . import _record
 from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
-                      affinity_arg, bug_compat_arg, check_multicast_options, endpoint_arg,
-                      format_bytes, format_rate, make_parser, multicast_interface,
-                      positive_size_arg, print_json, read_capture, run_tool, seconds_arg,
-                      setup_complete, size_arg)
+                      affinity_arg, bug_compat_arg, capture_format, check_multicast_options,
+                      endpoint_arg, format_bytes, format_rate, make_parser,
+                      multicast_interface, positive_size_arg, print_json, read_capture,
+                      run_tool, seconds_arg, setup_complete, size_arg)
 
 PROG = "spead2-recv"
 
@@ -34,8 +44,11 @@ examples:
   spead2-recv '[::1]:8888'                  IPv6
   spead2-recv 239.1.2.3:8888 --interface 10.0.0.2     IPv4 multicast on an interface
   spead2-recv '[ff14::1234]:8888' --interface eth0    IPv6 multicast (index or name)
-  spead2-recv --file capture.spead          packets captured by spead2-send --output
+  spead2-recv --file capture.pcap           a capture (pcap, pcapng or raw SPEAD packets)
+  spead2-recv --file tcpdump.pcapng --filter 'udp dst port 8888 and src host 10.0.0.1'
   spead2-recv 8888 --stats --pool           live statistics, heaps from a memory pool
+  spead2-recv --capture cap.pcap 239.1.2.3:8888 --interface 10.0.0.2 --timeout 60
+                                            record the datagrams (no assembly) to pcap
 """
 
 # Stream counters shown in summaries, as named by spead2.recv.StreamStats.
@@ -60,7 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
              "group, joins it; IPv6 addresses go in brackets: [ADDR]:PORT. Several may be given")
     parser.add_argument("--file", metavar="PATH",
                         help="read the packets from a capture file ('-' for standard input) "
-                             "instead of UDP")
+                             "instead of UDP: pcap or pcapng (UDP datagrams, as tcpdump "
+                             "writes them) or raw SPEAD packets, told apart by their content")
+    parser.add_argument("--filter", metavar="EXPR",
+                        help="with a pcap or pcapng --file: take only the datagrams this "
+                             "tcpdump-style filter selects, e.g. 'udp dst port 8888 and vlan "
+                             "100' (the language of Stream.add_udp_pcap_file_reader)")
+    parser.add_argument("--capture", metavar="FILE",
+                        help="record every datagram arriving on the UDP sources to FILE "
+                             "(pcapng if it ends in .pcapng, else pcap with nanosecond "
+                             "timestamps; '-' for standard output) instead of receiving a "
+                             "stream: no assembly, kernel receive timestamps, a count per "
+                             "second on stderr (-q: none); --count counts packets")
     parser.add_argument("--interface", metavar="ADDR|INDEX",
                         help=INTERFACE_HELP)
 
@@ -81,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     end = parser.add_argument_group("when to stop (besides the end of the stream and Ctrl-C)")
     end.add_argument("--count", type=positive_size_arg, metavar="N",
-                     help="stop after N heaps (start-of-stream markers not counted)")
+                     help="stop after N heaps (start-of-stream markers not counted; with "
+                          "--capture, N packets)")
     end.add_argument("--timeout", type=seconds_arg, metavar="SECONDS",
                      help="stop after this many seconds")
 
@@ -392,22 +417,67 @@ def make_stream(args: Any) -> spead2.recv.Stream:
     return stream
 
 
-def add_udp_reader(stream: spead2.recv.Stream, source: Endpoint, args: Any) -> str:
-    """Add a reader for ``source``; returns a description of it."""
+def udp_reader_arguments(source: Endpoint, args: Any
+                         ) -> Tuple[Tuple[Any, ...], Dict[str, Any], str]:
+    """The arguments of :meth:`spead2.recv.Stream.add_udp_reader` (and of
+    :func:`spead2.recv._udp.open_udp_socket`, which makes its socket) for
+    ``source``, and a description of it."""
     check_multicast_options(source, args.interface)
     if source.is_multicast:
         interface = multicast_interface(source, args.interface)
         if isinstance(interface, int):
-            stream.add_udp_reader(source.host, source.port, args.max_size, args.buffer_size,
-                                  interface_index=interface)
+            kwargs: Dict[str, Any] = {"interface_index": interface}
             where = f" on interface {interface}" if interface else ""
         else:
-            stream.add_udp_reader(source.host, source.port, args.max_size, args.buffer_size,
-                                  interface_address=interface)
+            kwargs = {"interface_address": interface}
             where = f" on {interface}" if interface else ""
-        return f"multicast {source}{where}"
-    stream.add_udp_reader(source.port, args.max_size, args.buffer_size, source.host)
-    return f"udp {source}" if source.host else f"udp port {source.port}"
+        return ((source.host, source.port, args.max_size, args.buffer_size), kwargs,
+                f"multicast {source}{where}")
+    return ((source.port, args.max_size, args.buffer_size, source.host), {},
+            f"udp {source}" if source.host else f"udp port {source.port}")
+
+
+def add_udp_reader(stream: spead2.recv.Stream, source: Endpoint, args: Any) -> str:
+    """Add a reader for ``source``; returns a description of it."""
+    positional, kwargs, description = udp_reader_arguments(source, args)
+    stream.add_udp_reader(*positional, **kwargs)
+    return description
+
+
+def add_file_reader(stream: spead2.recv.Stream, path: str, packet_filter: Optional[str],
+                    spool_dir: str) -> str:
+    """Add a reader for the capture file ``path`` (``-``: standard input),
+    whatever its format; returns a description of it.
+
+    A pcap or pcapng capture on standard input is first copied to a file in
+    ``spool_dir``, since the pcap reader maps its file."""
+    data = read_capture(path)
+    fmt = capture_format(data[:4])
+    if fmt == "raw":
+        if packet_filter is not None:
+            raise ToolError(f"--filter applies only to pcap and pcapng captures, and {path} "
+                            "holds raw SPEAD packets")
+        stream.add_buffer_reader(data)
+        return f"file {path}"
+    mapped = path
+    if path == "-":
+        mapped = os.path.join(spool_dir, "stdin." + fmt)
+        with open(mapped, "wb") as f:
+            f.write(data)
+    del data    # the pcap reader maps the file itself
+    return _add_pcap_reader(stream, mapped, path, fmt, packet_filter)
+
+
+def _add_pcap_reader(stream: spead2.recv.Stream, path: str, name: str, fmt: str,
+                     packet_filter: Optional[str]) -> str:
+    try:
+        stream.add_udp_pcap_file_reader(path, packet_filter or "")
+    except spead2.FilterError as exc:
+        raise ToolError(f"--filter: {exc}") from None
+    except RuntimeError as exc:
+        raise ToolError(str(exc).replace(path, name)) from None
+    where = f" (filter {packet_filter!r})" if packet_filter else ""
+    return f"{fmt} file {name}{where}"
 
 
 class Receiver:
@@ -523,6 +593,9 @@ class Receiver:
 
 def run(args: Any) -> int:
     """Receive as the parsed command line ``args`` asks; returns the exit code."""
+    if args.capture is not None:
+        defaults = vars(build_parser().parse_args([]))     # as argparse converts them
+        return _record.run_capture(args, defaults, udp_reader_arguments)
     if args.file is not None and args.sources:
         raise ToolError("give UDP ports or --file, not both (a file ends the stream when "
                         "it has been read)")
@@ -532,17 +605,18 @@ def run(args: Any) -> int:
         raise ToolError("--interface applies only to multicast groups")
     if args.display != "auto" and not args.stats:
         raise ToolError("--display applies only with --stats")
+    if args.filter is not None and args.file is None:
+        raise ToolError("--filter applies only to --file (a pcap or pcapng capture)")
     stream = make_stream(args)
     described: List[str] = []
-    if args.file is not None:
-        data = read_capture(args.file)
-        stream.add_buffer_reader(data)
-        described.append(f"file {args.file}")
-    else:
-        for source in args.sources:
-            described.append(add_udp_reader(stream, source, args))
-    receiver = Receiver(stream, args, sys.stdout)
-    receiver.run(", ".join(described))
+    with tempfile.TemporaryDirectory(prefix="spead2-recv-") as spool_dir:
+        if args.file is not None:
+            described.append(add_file_reader(stream, args.file, args.filter, spool_dir))
+        else:
+            for source in args.sources:
+                described.append(add_udp_reader(stream, source, args))
+        receiver = Receiver(stream, args, sys.stdout)
+        receiver.run(", ".join(described))
     if args.json:
         print_json(receiver.summary())
     else:

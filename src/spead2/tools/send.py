@@ -3,10 +3,12 @@
 Synthetic heaps hold a timestamp (an immediate item) and one or more numpy
 arrays whose contents are a deterministic function of the heap's index, so a
 receiver can check them. They go to a UDP destination (unicast or multicast,
-IPv4 or IPv6), or with ``--output`` into a capture file that ``spead2-recv
---file`` and :meth:`spead2.recv.Stream.add_buffer_reader` read. ``--replay``
-sends the packets of a capture file as UDP datagrams, one per packet, as
-they were captured.
+IPv4 or IPv6), or with ``--output`` into a capture file: pcap or pcapng,
+each packet framed as an Ethernet/IP/UDP datagram (what tcpdump and
+:meth:`spead2.recv.Stream.add_udp_pcap_file_reader` read), or raw, the
+packets back to back (what :meth:`spead2.recv.Stream.add_buffer_reader`
+reads). ``--replay`` sends the packets of a capture file of any of these
+formats as UDP datagrams, one per packet.
 """
 
 import argparse
@@ -23,14 +25,14 @@ import numpy as np
 
 import spead2
 import spead2.send
-from spead2 import _net
+from spead2 import _capture, _net
 from spead2._args import as_nonzero_unsigned, as_unsigned
 
 from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
-                      bug_compat_arg, check_multicast_options, describe_error, endpoint_arg,
-                      format_bytes, format_rate, make_parser, multicast_interface, open_output,
-                      positive_size_arg, print_json, rate_arg, read_capture, run_tool,
-                      setup_complete, size_arg)
+                      CAPTURE_FORMATS, bug_compat_arg, capture_format, check_multicast_options,
+                      describe_error, endpoint_arg, format_bytes, format_rate, make_parser,
+                      multicast_interface, open_output, output_format, positive_size_arg,
+                      print_json, rate_arg, read_capture, run_tool, setup_complete, size_arg)
 
 _logger = logging.getLogger("spead2")
 
@@ -42,13 +44,18 @@ examples:
   spead2-send 127.0.0.1:8888 --heaps 1000 --heap-size 1Mi --rate 500M --packet-size 8972
   spead2-send '[::1]:8888' --heap-address-bits 48       IPv6, SPEAD-64-48
   spead2-send 239.1.2.3:8888 --ttl 4 --interface 10.0.0.2     IPv4 multicast
-  spead2-send --output capture.spead --heaps 10         write a capture file
-  spead2-send --replay capture.spead 127.0.0.1:8888 --rate 10M
+  spead2-send --output capture.pcap --heaps 10          write a pcap capture file
+  spead2-send --output capture.pcapng --to 239.1.2.3:7148   pcapng, frames addressed to a group
+  spead2-send --output - --heaps 3 | spead2-recv --file -   raw packets through a pipe
+  spead2-send --replay capture.pcap 127.0.0.1:8888 --rate 10M
+  spead2-send --replay tcpdump.pcap 127.0.0.1:8888 --filter 'udp dst port 7148'
 """
 
 TIMESTAMP_ID = 0x1000
 FIRST_DATA_ID = 0x1001
 DEFAULT_RATE = 10e6
+# Where the frames of a pcap or pcapng --output are addressed by default.
+DEFAULT_TO = Endpoint("127.0.0.1", 7148)
 # Distinct array contents cycled through by successive heaps: each heap's
 # values are a function of its index, without computing a new array per heap.
 VARIANTS = 4
@@ -64,10 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="UDP destination (HOST defaults to 127.0.0.1; IPv6 addresses "
                              "in brackets: [ADDR]:PORT)")
     parser.add_argument("--output", metavar="FILE",
-                        help="write the packets to FILE ('-' for standard output) instead of "
-                             "sending them")
+                        help="write the packets to a capture file instead of sending them: "
+                             "FILE in --format, or '-' for standard output")
     parser.add_argument("--replay", metavar="FILE",
-                        help="send the packets of a capture file instead of synthetic heaps")
+                        help="send the packets of a capture file (pcap, pcapng or raw, told "
+                             "apart by their content) instead of synthetic heaps")
+
+    files = parser.add_argument_group("capture files")
+    files.add_argument("--format", choices=CAPTURE_FORMATS, default=None,
+                       help="--output format: pcap or pcapng (each packet an "
+                            "Ethernet/IP/UDP frame, as tcpdump reads them) or raw (the packets "
+                            "back to back, as BytesStream writes them). Default: pcapng if "
+                            "FILE ends in .pcapng, raw for standard output (a stream that "
+                            "spead2-recv --file - reads as it arrives), pcap otherwise")
+    files.add_argument("--to", type=endpoint_arg, default=None, metavar="HOST:PORT",
+                       help="with a pcap or pcapng --output: the UDP destination written "
+                            "in each frame (default 127.0.0.1:7148; the source is the "
+                            "address this machine would send from)")
+    files.add_argument("--filter", default=None, metavar="EXPR",
+                       help="with --replay of a pcap or pcapng file: send only the datagrams "
+                            "this tcpdump-style filter selects, e.g. 'udp dst port 7148' (the "
+                            "language of spead2.recv.Stream.add_udp_pcap_file_reader)")
 
     heaps = parser.add_argument_group("synthetic heaps")
     heaps.add_argument("--heaps", type=size_arg, default=None, metavar="N",
@@ -278,6 +302,72 @@ class CaptureWriter:
         self.out.flush()
 
 
+class PcapCaptureWriter:
+    """Writes heaps to a pcap or pcapng file (``fmt``), each packet a UDP
+    datagram from ``source`` to ``destination`` (see :func:`frame_addresses`),
+    stamped with the time it was written. Heap counters run 1, 2, 3... as
+    for :class:`CaptureWriter`."""
+
+    def __init__(self, out: IO[bytes], config: spead2.send.StreamConfig,
+                 flavour: spead2.Flavour, fmt: str, source: Tuple[str, int],
+                 destination: Tuple[str, int]) -> None:
+        self.writer = _capture.PcapWriter(out, source, destination, fmt)
+        self.max_packet_size = config.max_packet_size
+        self.cnt_mask = (1 << flavour.heap_address_bits) - 1
+        self.next_cnt = 1
+
+    def send_heap(self, heap: spead2.send.Heap) -> None:
+        """Append a record per packet of ``heap``."""
+        cnt = self.next_cnt & self.cnt_mask
+        self.next_cnt += 1
+        for packet in spead2.send.PacketGenerator(heap, cnt, self.max_packet_size):
+            self.writer.write(packet, time.time_ns())
+
+    @property
+    def bytes_written(self) -> int:
+        return self.writer.bytes_written
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def make_capture_writer(args: Any, config: spead2.send.StreamConfig, flavour: spead2.Flavour,
+                        heap_bytes: int) -> Union[CaptureWriter, PcapCaptureWriter]:
+    """The writer for ``--output`` in ``args.format``. A packet size that a
+    UDP datagram cannot carry is refused for pcap and pcapng before the
+    file is created."""
+    if args.format == "raw":
+        return CaptureWriter(open_output(args.output), config, flavour, heap_bytes)
+    to = DEFAULT_TO if args.to is None else args.to
+    limit = _capture.MAX_PAYLOAD[6 if to.is_ipv6 else 4]
+    if config.max_packet_size > limit:
+        raise ToolError(f"--packet-size {config.max_packet_size}: a UDP datagram over "
+                        f"IPv{6 if to.is_ipv6 else 4} carries at most {limit} bytes, so the "
+                        f"packets cannot be written as {args.format} frames (--format raw "
+                        "can hold them)")
+    source, destination = frame_addresses(to)
+    return PcapCaptureWriter(open_output(args.output), config, flavour, args.format, source,
+                             destination)
+
+
+def frame_addresses(to: Endpoint) -> Tuple[Tuple[str, int], Tuple[str, int]]:
+    """``(source, destination)`` of the frames of a pcap capture of packets
+    sent to ``to``, each a (numeric address, port) pair: the destination
+    resolved, and as source the address this machine would send from to it
+    (the loopback address when no route leads there) with a port the OS
+    picks, as for an unbound socket's first datagram. Nothing is sent."""
+    family, address = _net.resolve(to.host or DEFAULT_TO.host, to.port)
+    with _net.create_socket(family) as sock:
+        _net.bind(sock, (_net.wildcard_address(family), 0), "an ephemeral port")
+        try:
+            sock.connect(address)   # chooses a route and a source address only
+            host = sock.getsockname()[0]
+        except OSError:
+            host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+        port = sock.getsockname()[1]
+    return (host, port), (address[0], address[1])
+
+
 def make_udp_stream(destination: Endpoint, args: Any,
                     config: spead2.send.StreamConfig) -> spead2.send.UdpStream:
     """A UDP stream to ``destination``, in the multicast form for a group."""
@@ -360,6 +450,47 @@ def split_packets(data: Union[bytes, mmap.mmap]) -> Iterator[Tuple[int, int, int
             "skipped %d bytes of the capture that were not SPEAD packets", skipped)
 
 
+def captured_packets(data: Union[bytes, mmap.mmap], path: str, packet_filter: Optional[str]
+                     ) -> Iterator[Tuple[int, int, Optional[int]]]:
+    """``(offset, length, heap_cnt)`` of each packet to replay from the
+    capture ``data`` read from ``path``: the SPEAD packets of a raw capture
+    (:func:`split_packets`), or the UDP payloads of a pcap or pcapng one
+    that ``packet_filter`` selects (``heap_cnt`` is None for a payload that
+    is not one SPEAD packet). A filter for a raw capture, a bad filter or a
+    broken capture is a :class:`ToolError`, raised here rather than when
+    the iteration starts."""
+    if capture_format(data[:4]) == "raw":
+        if packet_filter is not None:
+            raise ToolError(f"--filter applies only to pcap and pcapng captures, and {path} "
+                            "holds raw SPEAD packets")
+        return split_packets(data)
+    try:
+        datagrams = _capture.UdpDatagrams(data, packet_filter or "")
+    except spead2.FilterError as exc:
+        raise ToolError(f"--filter: {exc}") from None
+    except ValueError as exc:
+        raise ToolError(f"{path}: {exc}") from None
+    return _pcap_packets(data, datagrams, path)
+
+
+def _pcap_packets(data: Union[bytes, mmap.mmap], datagrams: Any, path: str
+                  ) -> Iterator[Tuple[int, int, Optional[int]]]:
+    view = memoryview(data)
+    try:
+        for offset, length in datagrams:
+            found = packet_at(view[offset:offset + length], 0)
+            yield offset, length, found[1] if found is not None and found[0] == length else None
+    finally:
+        view.release()
+        datagrams.close()
+    if datagrams.error:
+        _logger.warning("%s: the rest of the capture cannot be read: %s", path, datagrams.error)
+    if datagrams.fragments or datagrams.truncated or datagrams.unusable:
+        _logger.warning("%s: skipped %d IP fragments, %d records cut short and %d unusable "
+                        "records", path, datagrams.fragments, datagrams.truncated,
+                        datagrams.unusable)
+
+
 def open_replay_socket(destination: Endpoint, args: Any) -> Tuple[socket.socket, Any]:
     """A UDP socket and the address to send replayed packets to, set up as
     :class:`spead2.send.UdpStream` sets up its own."""
@@ -387,6 +518,7 @@ def replay(path: str, destination: Endpoint, args: Any, progress: Progress) -> i
     """Send each packet of the capture at ``path`` as a datagram, at
     ``args.rate`` bytes/s if given. Returns the number of packets."""
     data = read_capture(path)
+    packets_in = captured_packets(data, path, args.filter)
     sock, address = open_replay_socket(destination, args)
     setup_complete()
     heap_cnts = set()
@@ -396,7 +528,7 @@ def replay(path: str, destination: Endpoint, args: Any, progress: Progress) -> i
     progress.start = time.monotonic()
     view = memoryview(data)
     try:
-        for offset, length, heap_cnt in split_packets(data):
+        for offset, length, heap_cnt in packets_in:
             if rate > 0:
                 ahead = progress.start + sent / rate - time.monotonic()
                 if ahead > 0.001:
@@ -408,7 +540,8 @@ def replay(path: str, destination: Endpoint, args: Any, progress: Progress) -> i
                                 f"{destination}: {describe_error(exc)}") from None
             sent += length
             packets += 1
-            heap_cnts.add(heap_cnt)
+            if heap_cnt is not None:
+                heap_cnts.add(heap_cnt)
             progress.heaps = len(heap_cnts)
             progress.payload_bytes = sent
     finally:
@@ -438,12 +571,21 @@ def check_options(args: Any) -> None:
                 raise ToolError(f"--{name.replace('_', '-')} applies only to UDP")
         if args.rate is not None:
             raise ToolError("--rate applies only to UDP")
+        args.format = output_format(args.output, args.format)
+        if args.format == "raw" and args.to is not None:
+            raise ToolError("--to applies only to pcap and pcapng output: a raw capture holds "
+                            "no addresses")
+    elif args.format is not None or args.to is not None:
+        raise ToolError(f"--{'format' if args.format is not None else 'to'} applies only to "
+                        "--output")
     elif args.destination is None:
         raise ToolError("nowhere to send to: give HOST:PORT or --output FILE")
     else:
         check_multicast_options(args.destination, args.interface, args.ttl)
         if args.ttl is not None and not 0 <= args.ttl <= 255:
             raise ToolError(f"--ttl {args.ttl}: must be 0-255")
+    if args.filter is not None and args.replay is None:
+        raise ToolError("--filter applies only to --replay")
     if args.rate is None:
         args.rate = DEFAULT_RATE if args.output is None else 0.0
 
@@ -506,8 +648,7 @@ def run(args: Any) -> int:
                             args.items or 1, parse_dtype(args.dtype or "uint8"))
         if args.output is not None:
             config = make_config(args, 0.0)
-            out = open_output(args.output)
-            stream: Any = CaptureWriter(out, config, flavour, source.payload_size)
+            stream: Any = make_capture_writer(args, config, flavour, source.payload_size)
             target = args.output
         else:
             config = make_config(args, args.rate)
@@ -523,7 +664,7 @@ def run(args: Any) -> int:
         except KeyboardInterrupt:
             progress.interrupted = True
         finally:
-            if isinstance(stream, CaptureWriter):
+            if isinstance(stream, (CaptureWriter, PcapCaptureWriter)):
                 stream.close()
                 extra["file_bytes"] = stream.bytes_written
     progress.finish()
