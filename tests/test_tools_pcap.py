@@ -611,8 +611,8 @@ def test_capture_records_every_datagram_byte_exact(receivers, tmp_path):
     before = time.time_ns()
     try:
         sender.send(SIZES)
-        after = time.time_ns()
         code, out, err = proc.finish(TIMEOUT)
+        after = time.time_ns()
     finally:
         sender.close()
     assert code == 0, err
@@ -621,10 +621,14 @@ def test_capture_records_every_datagram_byte_exact(receivers, tmp_path):
     assert {(f.src, f.sport, f.dst, f.dport) for f in frames} == {(*sender.address,
                                                                   "127.0.0.1", port)}
     assert all(f.ip_checksum_ok and f.udp_checksum_ok for f in frames)
+    # Kernel times: the kernel stamps a datagram on arrival once timestamping
+    # is on system-wide, and switching it on for the first time may take
+    # effect a moment later (datagrams in between are stamped when read), so
+    # the stamps need not be in order, but each lies between the first send
+    # and the end of the capture.
     stamps = [f.ts_ns for f in frames]
-    assert stamps == sorted(stamps)
-    # kernel receive times: after the first send started, before the last returned
-    assert before - 1e9 < stamps[0] and stamps[-1] < after + 1e9
+    assert all(before - 1e9 < t < after + 1e9 for t in stamps)
+    assert len(set(stamps)) > 1
     s = summary_json(out)
     assert s["reason"] == f"captured {len(SIZES)} packets"
     assert (s["packets"], s["bytes"], s["drops"]) == (len(SIZES), sum(SIZES), 0)
