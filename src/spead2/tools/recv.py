@@ -303,7 +303,6 @@ class HeapPrinter:
         for item in sorted(updated.values(), key=lambda item: item.id):
             write(f"  {item.name} = {value_text(item.value, self.max_elements)}\n")
 
-
     def show_incomplete(self, heap: spead2.recv.IncompleteHeap) -> None:
         """An incomplete heap: how much of it arrived, where, and its
         immediate items (its addressed items may lack their payload)."""
