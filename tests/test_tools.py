@@ -120,11 +120,12 @@ class ToolProcess:
 
 
 def start_receiver(make_args: Callable[[int], List[str]], host: str = "127.0.0.1",
+                   free_port: Callable[[str], int] = free_udp_port,
                    **kwargs) -> Tuple[ToolProcess, int]:
-    """Start spead2-recv on a free port (trying another if it was taken
-    meanwhile); ``kwargs`` go to :class:`ToolProcess`."""
+    """Start spead2-recv on a port that ``free_port`` found free (trying
+    another if it was taken meanwhile); ``kwargs`` go to :class:`ToolProcess`."""
     for _ in range(5):
-        port = free_udp_port(host)
+        port = free_port(host)
         proc = ToolProcess("recv", *make_args(port), **kwargs)
         if proc.wait_ready():
             return proc, port

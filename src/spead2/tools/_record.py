@@ -35,7 +35,8 @@ PROG = "spead2-recv"
 SLICE = 0.1
 # Options of spead2-recv that configure a stream, which a capture does not
 # make: giving one with --capture is an error rather than silently ignored.
-STREAM_ONLY = ("file", "filter", "stats", "display", "values", "max_heaps", "ring_heaps",
+STREAM_ONLY = ("file", "filter", "tcp", "stats", "display", "values", "max_heaps",
+               "substreams", "stop_heaps", "allow_out_of_order", "contiguous_only", "ring_heaps",
                "bug_compat", "max_heap_size", "memcpy", "threads", "affinity", "max_size",
                "pool", "pool_lower", "pool_upper", "pool_max_free", "pool_initial",
                "pool_low_water")

@@ -1,4 +1,4 @@
-"""spead2-bench: the highest rate at which heaps cross UDP loopback without loss.
+"""spead2-bench: the highest rate at which heaps cross loopback without loss.
 
 Each trial runs ``spead2-recv`` and ``spead2-send`` as separate processes on
 this machine: the receiver counts the heaps that arrive, the sender sends a
@@ -7,6 +7,12 @@ fixed number at a given rate. A first trial sends as fast as the sender can
 logarithmic scale) between ``--min-rate`` and that speed narrows down the
 highest rate with no loss, until the bounds are within ``--tolerance`` of
 each other or ``--max-time`` is spent.
+
+Over UDP (the default) that search is the point: datagrams the receiver
+cannot take in time are dropped. Over TCP (``--tcp``, or ``--transport
+both`` to measure the two in one run) the sender is held back instead, so
+the first trial is lossless and its rate is the answer. ``--plot FILE``
+draws the trials as a PNG with matplotlib (the ``plot`` extra).
 """
 
 import argparse
@@ -18,11 +24,11 @@ import subprocess
 import sys
 import threading
 import time
-from typing import IO, Any, Dict, List, Optional, Tuple
+from typing import IO, Any, Dict, List, NamedTuple, Optional, Tuple
 
-from ._common import (ToolError, add_verbosity_arg, format_bytes, format_rate, make_parser,
-                      positive_size_arg, print_json, rate_arg, run_tool, seconds_arg,
-                      setup_complete, size_arg)
+from ._common import (ToolError, add_verbosity_arg, describe_error, format_bytes, format_rate,
+                      make_parser, positive_size_arg, print_json, rate_arg, run_tool,
+                      seconds_arg, setup_complete, size_arg)
 
 PROG = "spead2-bench"
 
@@ -31,6 +37,8 @@ examples:
   spead2-bench                                      1 MiB heaps, at most a minute
   spead2-bench --heap-size 8Ki --heaps 5000         small heaps: heaps/s matter
   spead2-bench --max-time 20 --tolerance 0.2        quicker, coarser
+  spead2-bench --tcp                                over TCP
+  spead2-bench --transport both --plot sweep.png    UDP and TCP, drawn as a PNG
 """
 
 # Start-up of a process that imports numpy and spead2, on a busy machine.
@@ -40,6 +48,7 @@ PROCESS_START_SECONDS = 10.0
 DRAIN_SECONDS = 1.0
 # Fewest heaps in a trial, however slow its rate.
 MIN_TRIAL_HEAPS = 10
+TRANSPORTS = {"udp": ("udp",), "tcp": ("tcp",), "both": ("udp", "tcp")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = make_parser(
         PROG, epilog=EXAMPLES,
         description="Measure the highest rate at which spead2-send and spead2-recv, as "
-                    "separate processes on this machine, exchange heaps over UDP loopback "
-                    "without loss. Prints a table of the trials and the result.")
+                    "separate processes on this machine, exchange heaps over UDP or TCP "
+                    "loopback without loss. Prints a table of the trials and the result.")
     parser.add_argument("--heap-size", type=positive_size_arg, default="1Mi",
                         metavar="BYTES", help="bytes of data per heap")
     parser.add_argument("--heaps", type=positive_size_arg, default=500, metavar="N",
@@ -65,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="start no trial that would end after this")
     parser.add_argument("--host", default="127.0.0.1",
                         help="loopback address to use (127.0.0.1 or ::1)")
+    parser.add_argument("--transport", choices=tuple(TRANSPORTS), default="udp",
+                        help="what to measure: UDP, TCP, or both (each given half of "
+                             "--max-time)")
+    parser.add_argument("--tcp", dest="transport", action="store_const", const="tcp",
+                        help="short for --transport tcp")
     recv = parser.add_argument_group("receiver")
     recv.add_argument("--ring-heaps", type=positive_size_arg, default=4, metavar="N",
                       help="as spead2-recv --ring-heaps")
@@ -75,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true",
                      help="print the trials and the result as one line of JSON")
+    out.add_argument("--plot", metavar="FILE",
+                     help="draw the trials as a PNG: the rate that arrived and the heaps "
+                          "lost against the rate sent (needs matplotlib: "
+                          "pip install 'spead2py[plot]')")
     add_verbosity_arg(out)
     return parser
 
@@ -82,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
 class Trial:
     """One transfer at one rate."""
 
-    def __init__(self, rate: float, heaps: int) -> None:
+    def __init__(self, rate: float, heaps: int, transport: str = "udp") -> None:
         self.rate = rate                # as asked of the sender; 0 = unlimited
         self.heaps = heaps              # as asked of the sender
+        self.transport = transport
         self.sent = 0
         self.received = 0
         self.send_rate: Optional[float] = None   # as achieved, bytes/s of item data
@@ -98,9 +117,19 @@ class Trial:
     def lossless(self) -> bool:
         return self.sent > 0 and self.lost == 0
 
+    @property
+    def arrived_rate(self) -> Optional[float]:
+        """Bytes/s of item data that arrived: the send rate scaled by the
+        fraction of heaps received."""
+        if self.send_rate is None or self.sent == 0:
+            return None
+        return self.send_rate * self.received / self.sent
+
     def as_dict(self) -> Dict[str, Any]:
-        return {"rate": self.rate, "heaps_sent": self.sent, "heaps_received": self.received,
-                "lost": self.lost, "send_rate": self.send_rate, "seconds": round(self.seconds, 3)}
+        return {"transport": self.transport, "rate": self.rate, "heaps_sent": self.sent,
+                "heaps_received": self.received, "lost": self.lost,
+                "send_rate": self.send_rate, "arrived_rate": self.arrived_rate,
+                "seconds": round(self.seconds, 3)}
 
 
 class _LineCollector(threading.Thread):
@@ -135,9 +164,10 @@ def _last_json(text: str, who: str) -> Dict[str, Any]:
     raise ToolError(f"{who} printed no summary")
 
 
-def _free_port(host: str) -> int:
+def _free_port(host: str, transport: str = "udp") -> int:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as s:
+    kind = socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(family, kind) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
@@ -152,6 +182,7 @@ class Bench:
         self.deadline = self.started + args.max_time
         self.trials: List[Trial] = []
         self.note = ""
+        self.transport = "udp"
 
     def address(self, port: int) -> str:
         """``HOST:PORT`` for the tools' command lines."""
@@ -177,10 +208,12 @@ class Bench:
         """spead2-recv listening on a free port (another if that one was taken)."""
         args = self.args
         for attempt in range(3):
-            port = _free_port(args.host)
+            port = _free_port(args.host, self.transport)
             cmd = [sys.executable, "-m", "spead2.tools.recv", "--quiet", "--json",
                    "--ring-heaps", str(args.ring_heaps), "--max-heaps", str(args.max_heaps),
                    "--max-size", str(max(args.packet_size, 9200))]
+            if self.transport == "tcp":
+                cmd.append("--tcp")
             if args.buffer_size is not None:
                 cmd += ["--buffer-size", str(args.buffer_size)]
             cmd.append(self.address(port))
@@ -202,7 +235,7 @@ class Bench:
     def run_trial(self, rate: float, heaps: int) -> Trial:
         """Send ``heaps`` heaps at ``rate`` (0: unlimited) and count those received."""
         args = self.args
-        trial = Trial(rate, heaps)
+        trial = Trial(rate, heaps, self.transport)
         started = time.monotonic()
         receiver, collector = self.start_receiver()
         try:
@@ -210,6 +243,8 @@ class Bench:
                    "--heaps", str(heaps), "--heap-size", str(args.heap_size),
                    "--packet-size", str(args.packet_size), "--rate", repr(float(rate)),
                    self.address(receiver.port)]  # type: ignore[attr-defined]
+            if self.transport == "tcp":
+                cmd.append("--tcp")
             expected = heaps * args.heap_size / rate if rate > 0 else 0.0
             timeout = PROCESS_START_SECONDS + 3 * expected + 10
             try:
@@ -245,7 +280,8 @@ class Bench:
             return
         a = self.args
         self.out.write(f"heaps of {format_bytes(a.heap_size)} ({a.heap_size} bytes) in packets "
-                       f"of at most {a.packet_size} bytes, over {a.host}\n\n")
+                       f"of at most {a.packet_size} bytes, over {self.transport.upper()} "
+                       f"{a.host}\n\n")
         self.out.write(f"{'rate tried':>12}  {'heaps sent':>10}  {'received':>10}  "
                        f"{'lost':>8}  {'sent at':>12}  result\n")
         self.out.flush()
@@ -259,8 +295,12 @@ class Bench:
                        f"{achieved:>12}  {'lossless' if trial.lossless else 'LOSS'}\n")
         self.out.flush()
 
-    def search(self) -> Optional[Trial]:
-        """Run the trials; returns the best lossless one, if any."""
+    def search(self, transport: str, deadline: float) -> Optional[Trial]:
+        """Run the trials over ``transport`` until ``deadline`` at the latest;
+        returns the best lossless one, if any (and sets :attr:`note`)."""
+        self.transport = transport
+        self.deadline = deadline
+        self.note = ""
         args = self.args
         first_rate = args.max_rate
         first = self.run_trial(first_rate, self.trial_heaps(first_rate))
@@ -308,6 +348,113 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+class Result(NamedTuple):
+    """The outcome of the search over one transport."""
+
+    transport: str
+    best: Optional[Trial]
+    note: str
+    trials: List[Trial]
+    seconds: float
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"best_rate": self.best.rate if self.best else None,
+                "best_send_rate": self.best.send_rate if self.best else None,
+                "note": self.note, "trials": len(self.trials),
+                "seconds": round(self.seconds, 3)}
+
+
+def print_result(result: Result, heap_size: int, out: IO[str]) -> None:
+    """The best lossless rate over one transport, for a person."""
+    best = result.best
+    out.write("\n")
+    over = f" over {result.transport.upper()}"
+    if best is not None:
+        asked = format_rate(best.rate) if best.rate > 0 else "unlimited"
+        achieved = format_rate(best.send_rate) if best.send_rate else "?"
+        out.write(f"highest lossless rate: {achieved} "
+                  f"({best.send_rate / heap_size:.0f} heaps/s; rate asked {asked}){over}\n"
+                  if best.send_rate else f"highest lossless rate: {asked}{over}\n")
+    else:
+        out.write(f"highest lossless rate: none found{over}\n")
+    trials = "1 trial" if len(result.trials) == 1 else f"{len(result.trials)} trials"
+    out.write(f"({result.note}; {trials} in {result.seconds:.1f} s)\n")
+    out.flush()
+
+
+def load_pyplot() -> Any:
+    """matplotlib's pyplot, drawing off screen; a :class:`ToolError` if
+    matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ToolError("--plot needs matplotlib (pip install 'spead2py[plot]')") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_trials(plt: Any, results: List[Result], args: Any, path: str) -> None:
+    """Draw the trials of ``results`` into the PNG file ``path``: above, the
+    rate that arrived against the rate sent; below, the heaps lost."""
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(8, 6.5),
+                                      gridspec_kw={"height_ratios": [3, 2]})
+    styles = {"udp": ("tab:blue", "o"), "tcp": ("tab:orange", "s")}
+    all_rates = [t.send_rate / 1e6 for r in results for t in r.trials if t.send_rate]
+    # on the logarithmic axis, a trial where nothing arrived sits at the bottom
+    floor = min(all_rates, default=1.0) * 0.5
+    for result in results:
+        color, marker = styles[result.transport]
+        trials = [t for t in result.trials if t.send_rate]
+        if not trials:
+            continue
+        sent = [t.send_rate / 1e6 for t in trials]
+        arrived = [max(t.arrived_rate / 1e6, floor) for t in trials]
+        lost = [100.0 * t.lost / t.sent for t in trials]
+        label = result.transport.upper()
+        for ax, values in ((top, arrived), (bottom, lost)):
+            for lossless in (True, False):
+                points = [(x, y) for x, y, t in zip(sent, values, trials)
+                          if t.lossless == lossless]
+                if not points:
+                    continue
+                xs, ys = zip(*points)
+                if lossless:
+                    ax.scatter(xs, ys, color=color, marker=marker, label=f"{label}, lossless")
+                else:
+                    ax.scatter(xs, ys, facecolors="none", edgecolors=color, marker=marker,
+                               label=f"{label}, heaps lost")
+        for n, (x, y) in enumerate(zip(sent, arrived), 1):
+            top.annotate(str(n), (x, y), textcoords="offset points", xytext=(5, 5),
+                         fontsize=8, color=color)
+        if result.best is not None and result.best.send_rate:
+            top.axvline(result.best.send_rate / 1e6, color=color, linestyle="--",
+                        linewidth=1, label=f"{label}: best lossless, "
+                                           f"{format_rate(result.best.send_rate)}")
+    if all_rates:
+        span = [min(all_rates) * 0.8, max(all_rates) * 1.25]
+        top.plot(span, span, color="grey", linestyle=":", linewidth=1, label="all arrived")
+        top.set_xscale("log")
+        top.set_yscale("log")
+    top.set_ylabel("arrived (MB/s of item data)")
+    top.legend(fontsize=8, loc="upper left")
+    top.grid(True, which="both", alpha=0.3)
+    top.set_title(f"spead2-bench: heaps of {format_bytes(args.heap_size)} in packets of at "
+                  f"most {args.packet_size} bytes, {args.host}\n(numbers: order of the trials)",
+                  fontsize=10)
+    bottom.set_xlabel("sent (MB/s of item data)")
+    bottom.set_ylabel("heaps lost (%)")
+    bottom.grid(True, which="both", alpha=0.3)
+    bottom.set_ylim(bottom=-5, top=105)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, format="png", dpi=100)
+    except OSError as exc:
+        raise ToolError(f"cannot write {path}: {describe_error(exc)}") from None
+    finally:
+        plt.close(fig)
+
+
 def run(args: Any) -> int:
     """Benchmark as the parsed command line ``args`` asks; returns the exit code."""
     if args.min_rate <= 0:
@@ -316,31 +463,42 @@ def run(args: Any) -> int:
         raise ToolError("--max-rate must not be below --min-rate")
     if not 0 < args.tolerance < 10:
         raise ToolError("--tolerance must be a fraction above 0, e.g. 0.05")
+    plt = load_pyplot() if args.plot is not None else None
     bench = Bench(args, sys.stdout)
     setup_complete()
-    bench.print_header()
-    best = bench.search()
+    transports = TRANSPORTS[args.transport]
+    results: List[Result] = []
+    for n, transport in enumerate(transports, 1):
+        started = time.monotonic()
+        first_trial = len(bench.trials)
+        # each transport gets its share of what is left, the last one all of it
+        left = bench.started + args.max_time - started
+        deadline = started + left / (len(transports) - n + 1)
+        bench.transport = transport
+        if n > 1 and not args.json:
+            bench.out.write("\n")
+        bench.print_header()
+        best = bench.search(transport, deadline)
+        results.append(Result(transport, best, bench.note, bench.trials[first_trial:],
+                              time.monotonic() - started))
+        if not args.json:
+            print_result(results[-1], args.heap_size, bench.out)
+    if plt is not None:
+        plot_trials(plt, results, args, args.plot)
     elapsed = time.monotonic() - bench.started
     if args.json:
+        first = results[0]
         print_json({
             "heap_size": args.heap_size, "packet_size": args.packet_size,
+            "transport": args.transport,
             "trials": [t.as_dict() for t in bench.trials],
-            "best_rate": best.rate if best else None,
-            "best_send_rate": best.send_rate if best else None,
-            "note": bench.note, "seconds": round(elapsed, 3)})
-        return 0
-    out = sys.stdout
-    out.write("\n")
-    if best is not None:
-        asked = format_rate(best.rate) if best.rate > 0 else "unlimited"
-        achieved = format_rate(best.send_rate) if best.send_rate else "?"
-        out.write(f"highest lossless rate: {achieved} "
-                  f"({best.send_rate / args.heap_size:.0f} heaps/s; rate asked {asked})\n"
-                  if best.send_rate else f"highest lossless rate: {asked}\n")
-    else:
-        out.write("highest lossless rate: none found\n")
-    trials = "1 trial" if len(bench.trials) == 1 else f"{len(bench.trials)} trials"
-    out.write(f"({bench.note}; {trials} in {elapsed:.1f} s)\n")
+            "best_rate": first.best.rate if first.best else None,
+            "best_send_rate": first.best.send_rate if first.best else None,
+            "note": first.note,
+            "results": {r.transport: r.as_dict() for r in results},
+            "plot": args.plot, "seconds": round(elapsed, 3)})
+    elif args.plot is not None:
+        bench.out.write(f"\nplot: {args.plot}\n")
     return 0
 
 

@@ -13,6 +13,12 @@ or raw SPEAD packets back to back (read by
 :meth:`spead2.recv.Stream.add_buffer_reader`); the content tells which.
 ``--capture`` records the datagrams that arrive, before any assembly,
 instead of receiving a stream (see :mod:`spead2.tools._record`).
+
+With ``--tcp`` each source is a TCP port to listen on: the stream takes one
+connection there and ends when the sender closes it. The stream is built
+with today's configuration (:class:`spead2.recv.StreamConfig` and
+:class:`spead2.recv.RingStreamConfig`), so substreams and the delivery of
+incomplete heaps (``--no-contiguous-only``) are available.
 """
 
 import argparse
@@ -47,6 +53,10 @@ examples:
   spead2-recv --file capture.pcap           a capture (pcap, pcapng or raw SPEAD packets)
   spead2-recv --file tcpdump.pcapng --filter 'udp dst port 8888 and src host 10.0.0.1'
   spead2-recv 8888 --stats --pool           live statistics, heaps from a memory pool
+  spead2-recv --tcp 127.0.0.1:8888          listen for one TCP connection
+  spead2-recv 239.1.2.3:8888 --interface 10.0.0.2 --substreams 4 --max-heaps 2
+                                            heaps of 4 senders, 2 in flight from each
+  spead2-recv 8888 --no-contiguous-only     show incomplete heaps instead of dropping them
   spead2-recv --capture cap.pcap 239.1.2.3:8888 --interface 10.0.0.2 --timeout 60
                                             record the datagrams (no assembly) to pcap
 """
@@ -65,12 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of spead2-recv."""
     parser = make_parser(
         PROG, epilog=EXAMPLES,
-        description="Receive a SPEAD stream over UDP or from a capture file, and print its "
-                    "heaps' descriptors and item values, or live statistics.")
+        description="Receive a SPEAD stream over UDP or TCP or from a capture file, and print "
+                    "its heaps' descriptors and item values, or live statistics.")
     parser.add_argument(
         "sources", nargs="*", type=endpoint_arg, metavar="[HOST:]PORT",
-        help="UDP port to receive on. HOST binds to that address, or, for a multicast "
-             "group, joins it; IPv6 addresses go in brackets: [ADDR]:PORT. Several may be given")
+        help="UDP port to receive on (with --tcp, TCP port to listen on). HOST binds to that "
+             "address, or, for a multicast group, joins it; IPv6 addresses go in brackets: "
+             "[ADDR]:PORT. Several may be given, all feeding one stream")
+    parser.add_argument("--tcp", action="store_true",
+                        help="listen on the TCP ports given and take one connection on each, "
+                             "instead of receiving UDP datagrams; the stream ends when a "
+                             "sender closes its connection (or sends an end-of-stream heap)")
     parser.add_argument("--file", metavar="PATH",
                         help="read the packets from a capture file ('-' for standard input) "
                              "instead of UDP: pcap or pcapng (UDP datagrams, as tcpdump "
@@ -105,14 +120,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     end = parser.add_argument_group("when to stop (besides the end of the stream and Ctrl-C)")
     end.add_argument("--count", type=positive_size_arg, metavar="N",
-                     help="stop after N heaps (start-of-stream markers not counted; with "
-                          "--capture, N packets)")
+                     help="stop after N heaps, incomplete ones included (start-of-stream "
+                          "markers not counted; with --capture, N packets)")
+    end.add_argument("--stop-heaps", type=positive_size_arg, default=1, metavar="N",
+                     help="end the stream at the Nth end-of-stream heap rather than the "
+                          "first: for N senders sharing the stream, or a sender with N "
+                          "substreams (such as spead2-send with N destinations) that ends "
+                          "each one")
     end.add_argument("--timeout", type=seconds_arg, metavar="SECONDS",
                      help="stop after this many seconds")
 
     st = parser.add_argument_group("stream (as for spead2.recv.Stream)")
     st.add_argument("--max-heaps", type=positive_size_arg, default=4, metavar="N",
-                    help="heaps under assembly at once")
+                    help="heaps under assembly at once, in each substream (the reference "
+                         "spead2_recv calls this --concurrent-heaps)")
+    st.add_argument("--substreams", type=positive_size_arg, default=1, metavar="N",
+                    help="substreams: heap counter modulo N picks one, each with its own "
+                         "--max-heaps slots, so that N senders sharing the stream do not "
+                         "evict each other's heaps")
+    st.add_argument("--allow-out-of-order", action=argparse.BooleanOptionalAction,
+                    default=True,
+                    help="accept a heap's packets in any order, as the 2016 API did; with "
+                         "--no-allow-out-of-order each packet must continue where the "
+                         "previous one ended (StreamConfig's default), others are dropped")
+    st.add_argument("--contiguous-only", action=argparse.BooleanOptionalAction,
+                    default=True,
+                    help="drop heaps that are missing packets; with --no-contiguous-only "
+                         "they are delivered and shown as incomplete heaps, with the "
+                         "payload bytes received, the heap length and the ranges that arrived")
     st.add_argument("--ring-heaps", type=positive_size_arg, default=4, metavar="N",
                     help="finished heaps waiting for this program")
     st.add_argument("--bug-compat", type=bug_compat_arg, default=0, metavar="FLAGS",
@@ -127,13 +162,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--affinity", type=affinity_arg, default=[], metavar="CPUS",
                     help="CPUs for the worker threads, e.g. 0,2-3")
 
-    udp = parser.add_argument_group("UDP")
-    udp.add_argument("--max-size", type=positive_size_arg,
-                     default=spead2.recv.DEFAULT_UDP_MAX_SIZE, metavar="BYTES",
-                     help="largest packet accepted")
-    udp.add_argument("--buffer-size", type=size_arg,
-                     default=spead2.recv.DEFAULT_UDP_BUFFER_SIZE, metavar="BYTES",
-                     help="socket receive buffer (0 for the OS default)")
+    udp = parser.add_argument_group("sockets")
+    udp.add_argument("--max-size", type=positive_size_arg, default=None, metavar="BYTES",
+                     help=f"largest packet accepted (default "
+                          f"{spead2.recv.Stream.DEFAULT_UDP_MAX_SIZE} for UDP, "
+                          f"{spead2.recv.Stream.DEFAULT_TCP_MAX_SIZE} for TCP)")
+    udp.add_argument("--buffer-size", type=size_arg, default=None, metavar="BYTES",
+                     help=f"socket receive buffer, 0 for the OS default (default "
+                          f"{spead2.recv.Stream.DEFAULT_UDP_BUFFER_SIZE} for UDP, "
+                          f"{spead2.recv.Stream.DEFAULT_TCP_BUFFER_SIZE} for TCP)")
 
     pool = parser.add_argument_group("memory pool (spead2.MemoryPool)")
     pool.add_argument("--pool", action="store_true",
@@ -231,7 +268,10 @@ class HeapPrinter:
         self.item_group = spead2.ItemGroup()
         self.bad_heaps = 0
 
-    def show(self, heap: spead2.recv.Heap) -> None:
+    def show(self, heap: Union[spead2.recv.Heap, spead2.recv.IncompleteHeap]) -> None:
+        if isinstance(heap, spead2.recv.IncompleteHeap):
+            self.show_incomplete(heap)
+            return
         write = self.out.write
         raw_descriptors = heap.get_descriptors()
         try:
@@ -263,6 +303,20 @@ class HeapPrinter:
         for item in sorted(updated.values(), key=lambda item: item.id):
             write(f"  {item.name} = {value_text(item.value, self.max_elements)}\n")
 
+    def show_incomplete(self, heap: spead2.recv.IncompleteHeap) -> None:
+        """An incomplete heap: how much of it arrived, where, and its
+        immediate items (its addressed items may lack their payload)."""
+        write = self.out.write
+        length = "unknown" if heap.heap_length < 0 else str(heap.heap_length)
+        ranges = ", ".join(f"{start}-{end}" for start, end in heap.payload_ranges)
+        write(f"heap {heap.cnt}: incomplete, {heap.received_length} of {length} bytes of "
+              f"payload received{f' (bytes {ranges})' if ranges else ''}\n")
+        for raw in heap.get_items():
+            if raw.id in _CONTROL_IDS:
+                continue
+            name = self.item_group[raw.id].name if raw.id in self.item_group else f"{raw.id:#x}"
+            write(f"  {name} = {raw.immediate_value} (immediate)\n")
+
 
 def _plural(n: int, word: str) -> str:
     """``1 heap``, ``2 heaps``."""
@@ -276,17 +330,22 @@ class Tally:
     """What this program has taken from the stream."""
 
     def __init__(self) -> None:
-        self.heaps = 0          # heaps other than bare start-of-stream markers
+        self.heaps = 0          # complete heaps other than bare start-of-stream markers
         self.start_heaps = 0    # start-of-stream markers
+        self.incomplete = 0     # incomplete heaps delivered (--no-contiguous-only)
         self.payload_bytes = 0
         self.first: Optional[float] = None
         self.last: Optional[float] = None
 
-    def add(self, heap: spead2.recv.Heap, now: float) -> bool:
+    def add(self, heap: Union[spead2.recv.Heap, spead2.recv.IncompleteHeap], now: float
+            ) -> bool:
         """Count ``heap``; returns whether it counts towards ``--count``."""
         if self.first is None:
             self.first = now
         self.last = now
+        if isinstance(heap, spead2.recv.IncompleteHeap):
+            self.incomplete += 1
+            return True
         if heap.is_start_of_stream() and not heap.get_descriptors() and all(
                 raw.id in _CONTROL_IDS for raw in heap.get_items()):
             self.start_heaps += 1
@@ -398,23 +457,30 @@ def make_stats_display(kind: str, out: IO[str]) -> Union[PlainStatsDisplay, Rich
 def make_stream(args: Any) -> spead2.recv.Stream:
     """A stream configured from the command line, with no readers yet."""
     thread_pool = spead2.ThreadPool(args.threads, args.affinity)
-    stream = spead2.recv.Stream(thread_pool, args.bug_compat, args.max_heaps, args.ring_heaps,
-                                max_heap_size=args.max_heap_size)
+    allocator = None
     if args.pool:
         try:
             if args.pool_low_water:
-                pool = spead2.MemoryPool(thread_pool, args.pool_lower, args.pool_upper,
-                                         args.pool_max_free, args.pool_initial,
-                                         args.pool_low_water)
+                allocator = spead2.MemoryPool(thread_pool, args.pool_lower, args.pool_upper,
+                                              args.pool_max_free, args.pool_initial,
+                                              args.pool_low_water)
             else:
-                pool = spead2.MemoryPool(args.pool_lower, args.pool_upper, args.pool_max_free,
-                                         args.pool_initial)
+                allocator = spead2.MemoryPool(args.pool_lower, args.pool_upper,
+                                              args.pool_max_free, args.pool_initial)
         except (ValueError, OverflowError) as exc:
             raise ToolError(f"--pool: {exc}") from None
-        stream.set_memory_allocator(pool)
-    stream.set_memcpy(spead2.MEMCPY_NONTEMPORAL if args.memcpy == "nontemporal"
-                      else spead2.MEMCPY_STD)
-    return stream
+    config = spead2.recv.StreamConfig(
+        max_heaps=args.max_heaps, substreams=args.substreams, bug_compat=args.bug_compat,
+        stop_on_stop_item=args.stop_heaps == 1,
+        allow_out_of_order=args.allow_out_of_order, max_heap_size=args.max_heap_size,
+        memcpy=(spead2.MEMCPY_NONTEMPORAL if args.memcpy == "nontemporal"
+                else spead2.MEMCPY_STD))
+    if allocator is not None:
+        config.memory_allocator = allocator
+    ring_config = spead2.recv.RingStreamConfig(
+        heaps=args.ring_heaps, contiguous_only=args.contiguous_only,
+        incomplete_keep_payload_ranges=not args.contiguous_only)
+    return spead2.recv.Stream(thread_pool, config, ring_config)
 
 
 def udp_reader_arguments(source: Endpoint, args: Any
@@ -423,6 +489,10 @@ def udp_reader_arguments(source: Endpoint, args: Any
     :func:`spead2.recv._udp.open_udp_socket`, which makes its socket) for
     ``source``, and a description of it."""
     check_multicast_options(source, args.interface)
+    max_size = spead2.recv.Stream.DEFAULT_UDP_MAX_SIZE if args.max_size is None \
+        else args.max_size
+    buffer_size = spead2.recv.Stream.DEFAULT_UDP_BUFFER_SIZE if args.buffer_size is None \
+        else args.buffer_size
     if source.is_multicast:
         interface = multicast_interface(source, args.interface)
         if isinstance(interface, int):
@@ -431,9 +501,9 @@ def udp_reader_arguments(source: Endpoint, args: Any
         else:
             kwargs = {"interface_address": interface}
             where = f" on {interface}" if interface else ""
-        return ((source.host, source.port, args.max_size, args.buffer_size), kwargs,
+        return ((source.host, source.port, max_size, buffer_size), kwargs,
                 f"multicast {source}{where}")
-    return ((source.port, args.max_size, args.buffer_size, source.host), {},
+    return ((source.port, max_size, buffer_size, source.host), {},
             f"udp {source}" if source.host else f"udp port {source.port}")
 
 
@@ -442,6 +512,18 @@ def add_udp_reader(stream: spead2.recv.Stream, source: Endpoint, args: Any) -> s
     positional, kwargs, description = udp_reader_arguments(source, args)
     stream.add_udp_reader(*positional, **kwargs)
     return description
+
+
+def add_tcp_reader(stream: spead2.recv.Stream, source: Endpoint, args: Any) -> str:
+    """Listen on ``source`` for one TCP connection; returns a description of it."""
+    if source.is_multicast:
+        raise ToolError(f"{source}: a multicast group cannot be used with --tcp")
+    max_size = spead2.recv.Stream.DEFAULT_TCP_MAX_SIZE if args.max_size is None \
+        else args.max_size
+    buffer_size = spead2.recv.Stream.DEFAULT_TCP_BUFFER_SIZE if args.buffer_size is None \
+        else args.buffer_size
+    stream.add_tcp_reader(source.port, max_size, buffer_size, source.host)
+    return f"tcp {source}" if source.host else f"tcp port {source.port}"
 
 
 def add_file_reader(stream: spead2.recv.Stream, path: str, packet_filter: Optional[str],
@@ -491,6 +573,7 @@ class Receiver:
         self.printer = None if (args.quiet or args.stats) else HeapPrinter(out, args.values)
         self.display = make_stats_display(args.display, out) if args.stats else None
         self.reason = "end of stream"
+        self.stop_heaps = 0     # end-of-stream heaps seen, with --stop-heaps above 1
         self.started = time.monotonic()
 
     def run(self, sources: str) -> None:
@@ -530,11 +613,18 @@ class Receiver:
                     continue
                 except spead2.Stopped:
                     break
+                if args.stop_heaps > 1 and heap.is_end_of_stream():
+                    # delivered because stop_on_stop_item is off: count, do not show
+                    self.stop_heaps += 1
+                    if self.stop_heaps >= args.stop_heaps:
+                        break
+                    continue
                 counted = self.tally.add(heap, now)
                 if self.printer is not None:
                     self.printer.show(heap)
                 del heap
-                if counted and args.count is not None and self.tally.heaps >= args.count:
+                if counted and args.count is not None \
+                        and self.tally.heaps + self.tally.incomplete >= args.count:
                     self.reason = f"received {args.count} heaps"
                     break
         except KeyboardInterrupt:
@@ -559,6 +649,7 @@ class Receiver:
             "seconds": round(seconds, 6),
             "heaps_per_second": tally.heaps / seconds if seconds > 0 else None,
             "bytes_per_second": tally.payload_bytes / seconds if seconds > 0 else None,
+            "incomplete_heaps": tally.incomplete,
             "bad_heaps": self.printer.bad_heaps if self.printer is not None else 0,
             "elapsed": round(time.monotonic() - self.started, 6),
             "stats": {name: getattr(stats, name) for name in STAT_FIELDS},
@@ -582,9 +673,14 @@ class Receiver:
         if s["bad_heaps"]:
             write(f"bad heaps:    {s['bad_heaps']} could not be interpreted\n")
         dropped = st["incomplete_heaps_evicted"] + st["incomplete_heaps_flushed"]
-        write(f"incomplete:   {_plural(dropped, 'heap')} dropped "
-              f"({st['incomplete_heaps_evicted']} evicted, "
-              f"{st['incomplete_heaps_flushed']} at stop)\n")
+        if not self.args.contiguous_only:
+            write(f"incomplete:   {_plural(s['incomplete_heaps'], 'heap')} delivered "
+                  f"({st['incomplete_heaps_evicted']} evicted, "
+                  f"{st['incomplete_heaps_flushed']} at the end)\n")
+        else:
+            write(f"incomplete:   {_plural(dropped, 'heap')} dropped "
+                  f"({st['incomplete_heaps_evicted']} evicted, "
+                  f"{st['incomplete_heaps_flushed']} at stop)\n")
         write(f"packets:      {st['packets']} ({st['malformed_packets']} malformed, "
               f"{st['duplicate_packets']} duplicate)\n")
         write(f"ring waits:   {st['worker_blocked']}\n")
@@ -601,7 +697,9 @@ def run(args: Any) -> int:
                         "it has been read)")
     if args.file is None and not args.sources:
         raise ToolError("nothing to receive from: give [HOST:]PORT or --file PATH")
-    if args.interface is not None and args.file is not None:
+    if args.tcp and args.file is not None:
+        raise ToolError("--tcp applies to ports to listen on, not to --file")
+    if args.interface is not None and (args.file is not None or args.tcp):
         raise ToolError("--interface applies only to multicast groups")
     if args.display != "auto" and not args.stats:
         raise ToolError("--display applies only with --stats")
@@ -613,8 +711,9 @@ def run(args: Any) -> int:
         if args.file is not None:
             described.append(add_file_reader(stream, args.file, args.filter, spool_dir))
         else:
+            add_reader = add_tcp_reader if args.tcp else add_udp_reader
             for source in args.sources:
-                described.append(add_udp_reader(stream, source, args))
+                described.append(add_reader(stream, source, args))
         receiver = Receiver(stream, args, sys.stdout)
         receiver.run(", ".join(described))
     if args.json:

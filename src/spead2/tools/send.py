@@ -3,12 +3,20 @@
 Synthetic heaps hold a timestamp (an immediate item) and one or more numpy
 arrays whose contents are a deterministic function of the heap's index, so a
 receiver can check them. They go to a UDP destination (unicast or multicast,
-IPv4 or IPv6), or with ``--output`` into a capture file: pcap or pcapng,
+IPv4 or IPv6) or over TCP, or with ``--output`` into a capture file: pcap or pcapng,
 each packet framed as an Ethernet/IP/UDP datagram (what tcpdump and
 :meth:`spead2.recv.Stream.add_udp_pcap_file_reader` read), or raw, the
 packets back to back (what :meth:`spead2.recv.Stream.add_buffer_reader`
 reads). ``--replay`` sends the packets of a capture file of any of these
 formats as UDP datagrams, one per packet.
+
+Several UDP destinations make a stream with one substream per destination:
+data heap ``i`` goes to destination ``i % N``, and each destination gets its
+own start-of-stream heap, descriptors and end-of-stream heap, so each is a
+complete stream for its receiver. ``--group-mode`` sends the heaps in groups
+(one heap per destination by default) with
+:meth:`spead2.send.UdpStream.send_heaps`, interleaving their packets
+(round-robin) or not (serial).
 """
 
 import argparse
@@ -44,6 +52,9 @@ examples:
   spead2-send 127.0.0.1:8888 --heaps 1000 --heap-size 1Mi --rate 500M --packet-size 8972
   spead2-send '[::1]:8888' --heap-address-bits 48       IPv6, SPEAD-64-48
   spead2-send 239.1.2.3:8888 --ttl 4 --interface 10.0.0.2     IPv4 multicast
+  spead2-send --tcp 127.0.0.1:8888                      over TCP (spead2-recv --tcp listening)
+  spead2-send 239.1.2.1:8888 239.1.2.2:8888 --interface 10.0.0.2 --group-mode round-robin
+                                                        heaps spread over two groups
   spead2-send --output capture.pcap --heaps 10          write a pcap capture file
   spead2-send --output capture.pcapng --to 239.1.2.3:7148   pcapng, frames addressed to a group
   spead2-send --output - --heaps 3 | spead2-recv --file -   raw packets through a pipe
@@ -59,17 +70,23 @@ DEFAULT_TO = Endpoint("127.0.0.1", 7148)
 # Distinct array contents cycled through by successive heaps: each heap's
 # values are a function of its index, without computing a new array per heap.
 VARIANTS = 4
+GROUP_MODES = {"round-robin": spead2.send.GroupMode.ROUND_ROBIN,
+               "serial": spead2.send.GroupMode.SERIAL}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of spead2-send."""
     parser = make_parser(
         PROG, epilog=EXAMPLES,
-        description="Send synthetic SPEAD heaps over UDP or into a capture file, or replay "
-                    "the packets of a capture file over UDP. Prints a summary.")
-    parser.add_argument("destination", nargs="?", type=endpoint_arg, metavar="[HOST:]PORT",
+        description="Send synthetic SPEAD heaps over UDP or TCP or into a capture file, or "
+                    "replay the packets of a capture file over UDP. Prints a summary.")
+    parser.add_argument("destinations", nargs="*", type=endpoint_arg, metavar="[HOST:]PORT",
                         help="UDP destination (HOST defaults to 127.0.0.1; IPv6 addresses "
-                             "in brackets: [ADDR]:PORT)")
+                             "in brackets: [ADDR]:PORT). Several make one substream each: "
+                             "heaps go to them in turn")
+    parser.add_argument("--tcp", action="store_true",
+                        help="connect to the destination over TCP (one destination; a "
+                             "receiver must be listening) instead of sending UDP datagrams")
     parser.add_argument("--output", metavar="FILE",
                         help="write the packets to a capture file instead of sending them: "
                              "FILE in --format, or '-' for standard output")
@@ -118,7 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--burst-size", type=positive_size_arg, default=None, metavar="BYTES",
                      help="bytes sent at once above the rate limit (default 65536)")
     net.add_argument("--buffer-size", type=size_arg, default=None, metavar="BYTES",
-                     help="socket send buffer (default 524288; 0 for the OS default)")
+                     help=f"socket send buffer, 0 for the OS default (default "
+                          f"{spead2.send.UdpStream.DEFAULT_BUFFER_SIZE} for UDP, "
+                          f"{spead2.send.TcpStream.DEFAULT_BUFFER_SIZE} for TCP)")
+    net.add_argument("--group-mode", choices=GROUP_MODES, default=None,
+                     help="send the data heaps in groups with send_heaps: round-robin "
+                          "interleaves the packets of a group's heaps, serial sends them one "
+                          "heap after another (default: one heap at a time with send_heap)")
+    net.add_argument("--group-size", type=positive_size_arg, default=None, metavar="N",
+                     help="heaps per group with --group-mode (default: one per destination)")
     net.add_argument("--ttl", type=int, default=None, metavar="N",
                      help="multicast TTL or hop limit (default 1)")
     net.add_argument("--interface", metavar="ADDR|INDEX",
@@ -181,13 +206,14 @@ class HeapSource:
     def end(self) -> spead2.send.Heap:
         return self.item_group.get_end()
 
-    def heap(self, i: int) -> spead2.send.Heap:
-        """Data heap ``i``: descriptors with the first, then the changed values."""
+    def heap(self, i: int, descriptors: str = "stale") -> spead2.send.Heap:
+        """Data heap ``i``: the changed values, and the descriptors that have
+        not been sent (``descriptors="all"``: every descriptor)."""
         ig = self.item_group
         ig["timestamp"].value = i & self.timestamp_mask
         for name, variants in zip(self.names, self.variants):
             ig[name].value = variants[i % VARIANTS]
-        return ig.get_heap()
+        return ig.get_heap(descriptors=descriptors)
 
 
 def parse_dtype(text: str) -> np.dtype:
@@ -245,15 +271,37 @@ class Progress:
 
 
 def send_synthetic(stream: Any, source: HeapSource, heaps: int, progress: Progress,
-                   target: str) -> None:
-    """Send the start heap, ``heaps`` data heaps and the end heap to ``stream``."""
+                   target: str, substreams: int = 1,
+                   group_mode: Optional[spead2.send.GroupMode] = None,
+                   group_size: int = 1) -> None:
+    """Send ``heaps`` data heaps to ``stream``, between a start heap and an
+    end heap in each of its ``substreams``.
+
+    Data heap ``i`` goes to substream ``i % substreams``, the first one of
+    each substream with all the descriptors. With ``group_mode``, the data
+    heaps go ``group_size`` at a time through ``send_heaps``.
+    """
+    def data_heap(i: int) -> spead2.send.Heap:
+        return source.heap(i, "all" if 0 < i < substreams else "stale")
+
     try:
-        stream.send_heap(source.start())
-        for i in range(heaps):
-            stream.send_heap(source.heap(i))
-            progress.heaps += 1
-            progress.payload_bytes += source.payload_size
-        stream.send_heap(source.end())
+        for k in range(substreams):
+            stream.send_heap(source.start(), substream_index=k)
+        if group_mode is None:
+            for i in range(heaps):
+                stream.send_heap(data_heap(i), substream_index=i % substreams)
+                progress.heaps += 1
+                progress.payload_bytes += source.payload_size
+        else:
+            for first in range(0, heaps, group_size):
+                group = spead2.send.HeapReferenceList([
+                    spead2.send.HeapReference(data_heap(i), substream_index=i % substreams)
+                    for i in range(first, min(first + group_size, heaps))])
+                stream.send_heaps(group, group_mode)
+                progress.heaps += len(group)
+                progress.payload_bytes += len(group) * source.payload_size
+        for k in range(substreams):
+            stream.send_heap(source.end(), substream_index=k)
     except OSError as exc:
         hint = ""
         if exc.errno == errno.EMSGSIZE:
@@ -279,7 +327,7 @@ class CaptureWriter:
         self._batch: Optional[spead2.send.BytesStream] = None
         self._in_batch = 0
 
-    def send_heap(self, heap: spead2.send.Heap) -> None:
+    def send_heap(self, heap: spead2.send.Heap, substream_index: int = 0) -> None:
         """Append ``heap``'s packets, with heap counters 1, 2, 3... across batches."""
         if self._batch is None:
             self._batch = spead2.send.BytesStream(self.thread_pool, self.config)
@@ -316,7 +364,7 @@ class PcapCaptureWriter:
         self.cnt_mask = (1 << flavour.heap_address_bits) - 1
         self.next_cnt = 1
 
-    def send_heap(self, heap: spead2.send.Heap) -> None:
+    def send_heap(self, heap: spead2.send.Heap, substream_index: int = 0) -> None:
         """Append a record per packet of ``heap``."""
         cnt = self.next_cnt & self.cnt_mask
         self.next_cnt += 1
@@ -368,25 +416,35 @@ def frame_addresses(to: Endpoint) -> Tuple[Tuple[str, int], Tuple[str, int]]:
     return (host, port), (address[0], address[1])
 
 
-def make_udp_stream(destination: Endpoint, args: Any,
+def make_udp_stream(destinations: List[Endpoint], args: Any,
                     config: spead2.send.StreamConfig) -> spead2.send.UdpStream:
-    """A UDP stream to ``destination``, in the multicast form for a group."""
+    """A UDP stream with a substream per destination, in the multicast form
+    for groups (which all the destinations then are)."""
     thread_pool = spead2.ThreadPool()
-    host = destination.host or "127.0.0.1"
+    endpoints = [(d.host or "127.0.0.1", d.port) for d in destinations]
     buffer_size = (spead2.send.UdpStream.DEFAULT_BUFFER_SIZE if args.buffer_size is None
                    else args.buffer_size)
-    if destination.is_multicast:
+    if destinations[0].is_multicast:
         ttl = 1 if args.ttl is None else args.ttl
-        interface = multicast_interface(destination, args.interface)
+        interface = multicast_interface(destinations[0], args.interface)
         if isinstance(interface, int):
-            return spead2.send.UdpStream(thread_pool, host, destination.port, config,
-                                         buffer_size, ttl, interface_index=interface)
+            return spead2.send.UdpStream(thread_pool, endpoints, config, buffer_size, ttl,
+                                         interface_index=interface)
         if interface:
-            return spead2.send.UdpStream(thread_pool, host, destination.port, config,
-                                         buffer_size, ttl, interface_address=interface)
-        return spead2.send.UdpStream(thread_pool, host, destination.port, config,
-                                     buffer_size, ttl)
-    return spead2.send.UdpStream(thread_pool, host, destination.port, config, buffer_size)
+            return spead2.send.UdpStream(thread_pool, endpoints, config, buffer_size, ttl,
+                                         interface_address=interface)
+        return spead2.send.UdpStream(thread_pool, endpoints, config, buffer_size, ttl)
+    return spead2.send.UdpStream(thread_pool, endpoints, config, buffer_size)
+
+
+def make_tcp_stream(destination: Endpoint, args: Any,
+                    config: spead2.send.StreamConfig) -> spead2.send.TcpStream:
+    """A TCP stream connected to ``destination`` (this waits for the connection)."""
+    buffer_size = (spead2.send.TcpStream.DEFAULT_BUFFER_SIZE if args.buffer_size is None
+                   else args.buffer_size)
+    return spead2.send.TcpStream(spead2.ThreadPool(),
+                                 [(destination.host or "127.0.0.1", destination.port)],
+                                 config, buffer_size)
 
 
 # ---------------------------------------------------------------------------
@@ -556,19 +614,27 @@ def check_options(args: Any) -> None:
     """Reject combinations of options that do not make sense together."""
     synthetic = ("heaps", "heap_size", "items", "dtype", "heap_address_bits", "bug_compat",
                  "packet_size", "burst_size")
+    destinations = args.destinations
     if args.replay is not None:
         if args.output is not None:
             raise ToolError("--replay sends over UDP; it cannot be combined with --output")
-        given = [name for name in synthetic if getattr(args, name) is not None]
+        given = [name for name in synthetic + ("group_mode", "group_size")
+                 if getattr(args, name) is not None]
+        if args.tcp:
+            given.insert(0, "tcp")
         if given:
             raise ToolError(f"--{given[0].replace('_', '-')} does not apply to --replay, which "
                             "sends the captured packets as they are")
+        if len(destinations) > 1:
+            raise ToolError("--replay sends to one destination")
     if args.output is not None:
-        if args.destination is not None:
+        if destinations:
             raise ToolError("give a destination or --output, not both")
         for name in ("ttl", "interface", "buffer_size"):
             if getattr(args, name) is not None:
                 raise ToolError(f"--{name.replace('_', '-')} applies only to UDP")
+        if args.tcp:
+            raise ToolError("--tcp sends to a destination; it cannot be combined with --output")
         if args.rate is not None:
             raise ToolError("--rate applies only to UDP")
         args.format = output_format(args.output, args.format)
@@ -578,12 +644,28 @@ def check_options(args: Any) -> None:
     elif args.format is not None or args.to is not None:
         raise ToolError(f"--{'format' if args.format is not None else 'to'} applies only to "
                         "--output")
-    elif args.destination is None:
+    elif not destinations:
         raise ToolError("nowhere to send to: give HOST:PORT or --output FILE")
+    elif args.tcp:
+        if len(destinations) > 1:
+            raise ToolError("--tcp sends to one destination (a TCP stream has one connection)")
+        if destinations[0].is_multicast:
+            raise ToolError(f"{destinations[0]} is a multicast group, which TCP cannot reach")
+        for name in ("ttl", "interface"):
+            if getattr(args, name) is not None:
+                raise ToolError(f"--{name} applies only to UDP multicast")
     else:
-        check_multicast_options(args.destination, args.interface, args.ttl)
+        groups = [d for d in destinations if d.is_multicast]
+        if groups and len(groups) < len(destinations):
+            raise ToolError(f"{groups[0]} is a multicast group and "
+                            f"{next(d for d in destinations if not d.is_multicast)} is not: "
+                            "give groups only, or unicast addresses only")
+        for destination in destinations:
+            check_multicast_options(destination, args.interface, args.ttl)
         if args.ttl is not None and not 0 <= args.ttl <= 255:
             raise ToolError(f"--ttl {args.ttl}: must be 0-255")
+    if args.group_size is not None and args.group_mode is None:
+        raise ToolError("--group-size applies only with --group-mode")
     if args.filter is not None and args.replay is None:
         raise ToolError("--filter applies only to --replay")
     if args.rate is None:
@@ -636,9 +718,9 @@ def run(args: Any) -> int:
     # the summary goes to stderr when the capture itself goes to stdout
     report = sys.stderr if args.output == "-" else sys.stdout
     if args.replay is not None:
-        target = str(args.destination)
+        target = str(args.destinations[0])
         try:
-            extra["packets"] = replay(args.replay, args.destination, args, progress)
+            extra["packets"] = replay(args.replay, args.destinations[0], args, progress)
         except KeyboardInterrupt:
             progress.interrupted = True
     else:
@@ -646,21 +728,33 @@ def run(args: Any) -> int:
         heaps = 100 if args.heaps is None else args.heaps
         source = HeapSource(flavour, 65536 if args.heap_size is None else args.heap_size,
                             args.items or 1, parse_dtype(args.dtype or "uint8"))
+        substreams = 1
         if args.output is not None:
             config = make_config(args, 0.0)
             stream: Any = make_capture_writer(args, config, flavour, source.payload_size)
             target = args.output
+        elif args.tcp:
+            config = make_config(args, args.rate)
+            target = f"tcp {args.destinations[0]}"
+            try:
+                stream = make_tcp_stream(args.destinations[0], args, config)
+            except OSError as exc:
+                raise ToolError(f"cannot connect to {target}: {describe_error(exc)}") from None
         else:
             config = make_config(args, args.rate)
-            target = str(args.destination)
+            target = ", ".join(str(d) for d in args.destinations)
+            substreams = len(args.destinations)
             try:
-                stream = make_udp_stream(args.destination, args, config)
+                stream = make_udp_stream(args.destinations, args, config)
             except OSError as exc:
                 raise ToolError(f"cannot send to {target}: {describe_error(exc)}") from None
+        extra["substreams"] = substreams
+        group_mode = GROUP_MODES[args.group_mode] if args.group_mode else None
         setup_complete()
         progress.start = time.monotonic()
         try:
-            send_synthetic(stream, source, heaps, progress, target)
+            send_synthetic(stream, source, heaps, progress, target, substreams, group_mode,
+                           args.group_size or substreams)
         except KeyboardInterrupt:
             progress.interrupted = True
         finally:
