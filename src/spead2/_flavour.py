@@ -12,6 +12,10 @@ class Flavour:
     """
 
     __slots__ = ("_version", "_item_pointer_bits", "_heap_address_bits", "_bug_compat")
+    _version: int
+    _item_pointer_bits: int
+    _heap_address_bits: int
+    _bug_compat: int
 
     def __init__(self, version: int = 4, item_pointer_bits: int = 64,
                  heap_address_bits: int = 40, bug_compat: int = 0) -> None:
