@@ -4,7 +4,8 @@ import ast
 import logging
 import math
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Dict, ItemsView, Iterable, KeysView, List, Optional, Sequence, Tuple,
+                    TypeVar, Union, ValuesView)
 
 import numpy as np
 
@@ -120,6 +121,9 @@ def _make_numpy_header(shape: Shape, dtype: np.dtype, order: str) -> str:
     return str({"descr": np.lib.format.dtype_to_descr(dtype),
                 "fortran_order": order == "F",
                 "shape": tuple(int(x) for x in shape)})  # type: ignore[arg-type]  # fixed shapes
+
+
+_D = TypeVar("_D", bound="Descriptor")
 
 
 class Descriptor:
@@ -269,7 +273,7 @@ class Descriptor:
                 and self._format == other._format)
 
     @classmethod
-    def from_raw(cls, raw_descriptor: RawDescriptor, flavour: Flavour):
+    def from_raw(cls: "type[_D]", raw_descriptor: RawDescriptor, flavour: Flavour) -> "_D":
         """Build from a received descriptor.
 
         Under ``BUG_COMPAT_SWAP_ENDIAN`` the dtype of a numpy header is
@@ -586,19 +590,19 @@ class ItemGroup:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         """Item names."""
         return self._by_name.keys()
 
-    def ids(self):
+    def ids(self) -> KeysView[int]:
         """Item IDs."""
         return self._by_id.keys()
 
-    def values(self):
+    def values(self) -> ValuesView[Item]:
         """The items."""
         return self._by_name.values()
 
-    def items(self):
+    def items(self) -> ItemsView[str, Item]:
         """(name, item) pairs."""
         return self._by_name.items()
 
