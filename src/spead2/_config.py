@@ -6,7 +6,9 @@ convert with ``int()``.
 """
 
 import enum
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, TypeVar
+
+_C = TypeVar("_C", bound="Config")
 
 __all__ = ["flag", "Option", "ListOption", "IntEnum", "Config"]
 
@@ -74,7 +76,7 @@ class Config:
                                 f"{key!r}")
             setattr(self, key, value)
 
-    def __copy__(self):
+    def __copy__(self: _C) -> _C:
         out = type(self).__new__(type(self))
         for cls in type(self).__mro__:
             for slot in getattr(cls, "__slots__", ()):

@@ -1,5 +1,7 @@
 """SPEAD flavour: pointer widths and PySPEAD bug-compatibility flags."""
 
+from typing import Any, Tuple
+
 from ._args import as_flags, as_index
 
 _VALID_BUG_COMPAT = 7
@@ -12,6 +14,10 @@ class Flavour:
     """
 
     __slots__ = ("_version", "_item_pointer_bits", "_heap_address_bits", "_bug_compat")
+    _version: int
+    _item_pointer_bits: int
+    _heap_address_bits: int
+    _bug_compat: int
 
     def __init__(self, version: int = 4, item_pointer_bits: int = 64,
                  heap_address_bits: int = 40, bug_compat: int = 0) -> None:
@@ -32,7 +38,7 @@ class Flavour:
         object.__setattr__(self, "_heap_address_bits", heap_address_bits)
         object.__setattr__(self, "_bug_compat", bug_compat)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Flavour is read-only")
 
     @property
@@ -51,25 +57,25 @@ class Flavour:
     def bug_compat(self) -> int:
         return self._bug_compat
 
-    def _key(self):
+    def _key(self) -> Tuple[int, int, int, int]:
         return (self._version, self._item_pointer_bits, self._heap_address_bits, self._bug_compat)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if isinstance(other, Flavour):
             return self._key() == other._key()
         return NotImplemented
 
-    def __ne__(self, other):
+    def __ne__(self, other: object) -> bool:
         if isinstance(other, Flavour):
             return self._key() != other._key()
         return NotImplemented
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._key())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Flavour(version={self._version}, item_pointer_bits={self._item_pointer_bits}, "
                 f"heap_address_bits={self._heap_address_bits}, bug_compat={self._bug_compat})")
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[type, Tuple[int, int, int, int]]:
         return (Flavour, self._key())

@@ -4,7 +4,8 @@ import ast
 import logging
 import math
 import weakref
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import (Any, Dict, ItemsView, Iterable, KeysView, List, Optional, Sequence, Tuple,
+                    TypeVar, Union, ValuesView)
 
 import numpy as np
 
@@ -97,7 +98,7 @@ def _unicode_runs(dtype: np.dtype, offset: int = 0) -> List[Tuple[int, int, str]
                 for k in range(count) for o, n, order in runs]
     runs = []
     for name in dtype.names or ():
-        field_dtype, field_offset = dtype.fields[name][:2]
+        field_dtype, field_offset = dtype.fields[name][:2]  # type: ignore[index]  # names => fields
         runs += _unicode_runs(field_dtype, offset + field_offset)
     return runs
 
@@ -119,7 +120,10 @@ def _check_unicode(data: memoryview, dtype: np.dtype, runs, what: str) -> None:
 def _make_numpy_header(shape: Shape, dtype: np.dtype, order: str) -> str:
     return str({"descr": np.lib.format.dtype_to_descr(dtype),
                 "fortran_order": order == "F",
-                "shape": tuple(int(x) for x in shape)})
+                "shape": tuple(int(x) for x in shape)})  # type: ignore[arg-type]  # fixed shapes
+
+
+_D = TypeVar("_D", bound="Descriptor")
 
 
 class Descriptor:
@@ -177,7 +181,7 @@ class Descriptor:
             if isinstance(format, (str, bytes)) or not hasattr(format, "__iter__"):
                 raise ValueError(f"format {format!r} is not a list of (code, bits)")
             entries = []
-            for entry in format:
+            for entry in format:  # type: ignore[union-attr]  # checked above
                 try:
                     if isinstance(entry, (str, bytes)):
                         raise TypeError
@@ -245,7 +249,7 @@ class Descriptor:
         """The shape with the variable dimension as large as ``max_elements``
         elements allow (0 when another dimension is 0)."""
         if self._var_dim < 0:
-            return self._shape
+            return self._shape  # type: ignore[return-value]  # no None in it
         known = 1
         for dim in self._shape:
             if dim is not None:
@@ -269,7 +273,7 @@ class Descriptor:
                 and self._format == other._format)
 
     @classmethod
-    def from_raw(cls, raw_descriptor: RawDescriptor, flavour: Flavour):
+    def from_raw(cls: "type[_D]", raw_descriptor: RawDescriptor, flavour: Flavour) -> "_D":
         """Build from a received descriptor.
 
         Under ``BUG_COMPAT_SWAP_ENDIAN`` the dtype of a numpy header is
@@ -306,7 +310,7 @@ class Descriptor:
                 dtype = dtype.newbyteorder()
             raw.numpy_header = _make_numpy_header(self._shape, dtype, self._order).encode("ascii")
         else:
-            raw.format = list(self._format)
+            raw.format = list(self._format)  # type: ignore[arg-type]  # no dtype: a format
         return encode_raw_descriptor(raw, flavour.heap_address_bits, flavour.bug_compat)
 
     def __repr__(self) -> str:
@@ -447,7 +451,7 @@ class Item(Descriptor):
         shape = self._shape
         if self._var_dim >= 0:
             shape = self.dynamic_shape(n * 8 // bits)
-        need = (math.prod(shape) * bits + 7) // 8
+        need = (math.prod(shape) * bits + 7) // 8  # type: ignore[arg-type]  # no None now
         if need != n:
             if need < n and getattr(raw_item, "is_immediate", False):
                 # Immediate values are right-aligned in the address field.
@@ -457,15 +461,15 @@ class Item(Descriptor):
                                  f"but its descriptor implies {need}")
         wire = self._wire_dtype
         if wire is None:
-            return self._bitfmt.unpack(data, shape)
+            return self._bitfmt.unpack(data, shape)  # type: ignore[union-attr,arg-type]
         if self._unicode_runs:
             _check_unicode(data, wire, self._unicode_runs, f"item {self.name!r} (ID {self.id:#x})")
-        value = np.frombuffer(data, wire).reshape(shape, order=self._order)
+        value = np.frombuffer(data, wire).reshape(shape, order=self._order)  # type: ignore[call-overload]
         if new_order == "=":
             if not wire.isnative:
                 value = value.astype(wire.newbyteorder("="))
         elif new_order != "|":
-            value = value.astype(wire.newbyteorder(new_order))
+            value = value.astype(wire.newbyteorder(new_order))  # type: ignore[arg-type]  # checked
         if self._is_str:
             return value.tobytes().decode("ascii")
         if not shape:
@@ -586,19 +590,19 @@ class ItemGroup:
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def keys(self):
+    def keys(self) -> KeysView[str]:
         """Item names."""
         return self._by_name.keys()
 
-    def ids(self):
+    def ids(self) -> KeysView[int]:
         """Item IDs."""
         return self._by_id.keys()
 
-    def values(self):
+    def values(self) -> ValuesView[Item]:
         """The items."""
         return self._by_name.values()
 
-    def items(self):
+    def items(self) -> ItemsView[str, Item]:
         """(name, item) pairs."""
         return self._by_name.items()
 

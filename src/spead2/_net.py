@@ -15,7 +15,7 @@ import os
 import socket as _socket
 import struct
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ._args import as_port, as_unsigned
 from ._errors import SocketError
@@ -32,8 +32,8 @@ SEND = "send"
 
 _BUFFER_OPTIONS = {RECEIVE: (_socket.SO_RCVBUF, "net.core.rmem_max"),
                    SEND: (_socket.SO_SNDBUF, "net.core.wmem_max")}
-_KINDS = {_socket.SOCK_DGRAM: "UDP", _socket.SOCK_STREAM: "TCP"}
-_TYPE_NAMES = {_socket.SOCK_DGRAM: "SOCK_DGRAM", _socket.SOCK_STREAM: "SOCK_STREAM"}
+_KINDS: Dict[int, str] = {_socket.SOCK_DGRAM: "UDP", _socket.SOCK_STREAM: "TCP"}
+_TYPE_NAMES: Dict[int, str] = {_socket.SOCK_DGRAM: "SOCK_DGRAM", _socket.SOCK_STREAM: "SOCK_STREAM"}
 _INT_MAX = 2**31 - 1
 
 
@@ -94,7 +94,7 @@ def resolve_endpoints(endpoints: Any, family: int = _socket.AF_UNSPEC,
     pairs = list(endpoints)
     if not pairs:
         raise ValueError("endpoints is empty")
-    out = []
+    out: List[tuple] = []
     requested = family
     for pair in pairs:
         if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:

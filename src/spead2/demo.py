@@ -36,7 +36,7 @@ def flags(i: int) -> np.ndarray:
     return (np.arange(CHANNELS) % 97 == i % 97).astype(np.uint8)
 
 
-def build_items(ig) -> None:
+def build_items(ig: spead2.ItemGroup) -> None:
     ig.add_item(0x1600, "timestamp", "ADC sample counter of the first sample in the spectrum",
                 shape=(), format=[("u", 48)])
     ig.add_item(0x1601, "spectrum", "Channelised voltages (real, imaginary) as int8",

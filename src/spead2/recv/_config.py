@@ -195,6 +195,25 @@ class StreamStats:
     """
 
     __slots__ = ("_config", "_values")
+    _config: List[StreamStatConfig]
+    _values: List[int]
+
+    # the core statistics, as read/write properties (added below, from CORE_STATS)
+    heaps: int
+    incomplete_heaps_evicted: int
+    incomplete_heaps_flushed: int
+    packets: int
+    batches: int
+    max_batch: int
+    single_packet_heaps: int
+    search_dist: int
+    worker_blocked: int
+    bad_packets: int
+    rejected_packets: int
+    duplicate_packets: int
+    too_large_packets: int
+    bytes: int
+    log_suppressed: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("StreamStats cannot be constructed; read it from stream.stats")
@@ -445,8 +464,8 @@ def stream_arguments(args: tuple, kwargs: dict,
         ring_config.heaps = as_nonzero_unsigned(
             values.get("ring_heaps", RingStreamConfig.DEFAULT_HEAPS), "ring_heaps")
         return thread_pool, config, ring_config
-    config = values.get("config")
-    ring_config = values.get("ring_config")
+    config = values.get("config")  # type: ignore[assignment]  # None: checked below
+    ring_config = values.get("ring_config")  # type: ignore[assignment]
     if config is None:
         config = StreamConfig()
     elif not isinstance(config, StreamConfig):

@@ -101,7 +101,7 @@ class ChunkPlacement:
         out = [self.chunk_item]
         for source, _, _ in self.axes:
             if source != "chunk" and source not in out:
-                out.append(source)
+                out.append(source)  # type: ignore[arg-type]  # not 'chunk': an id
         if spead2.HEAP_LENGTH_ID not in out:
             out.append(spead2.HEAP_LENGTH_ID)
         return out
@@ -111,7 +111,7 @@ class ChunkPlacement:
         from ._chunks import _rule_callback
         items = self.items
         axes = [(True, 0, divisor, count) if source == "chunk"
-                else (False, items.index(source), divisor, count)
+                else (False, items.index(source), divisor, count)  # type: ignore[arg-type]
                 for source, count, divisor in self.axes]
         return _rule_callback(items.index(self.chunk_item), self.chunk_step, axes,
                               items.index(spead2.HEAP_LENGTH_ID), self.heap_size, self.extra)

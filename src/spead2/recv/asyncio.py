@@ -3,10 +3,11 @@ coroutine, and a chunk ring whose ``get`` and ``put`` are."""
 
 import asyncio
 import collections
-from typing import Any, Callable, Deque, Optional, Tuple
+from typing import Any, Callable, Deque, Optional, Tuple, Type
 
 import spead2
 
+from ._chunks import Chunk
 from ._chunks import ChunkRingbuffer as _BaseChunkRingbuffer
 from ._recv import Heap
 from ._recv import Stream as _BaseStream
@@ -22,7 +23,7 @@ class _Waiters:
     comes from the descriptor, so no thread is blocked and nothing polls.
     """
 
-    def __init__(self, fd: int, retry: type) -> None:
+    def __init__(self, fd: int, retry: Type[Exception]) -> None:
         self._fd = fd
         self._retry = retry
         self._queue: Deque[Tuple[asyncio.Future, Callable[[], Any]]] = collections.deque()
@@ -86,11 +87,14 @@ class Stream(_BaseStream):
     used.
     """
 
-    def __init__(self, *args, loop: Optional[asyncio.AbstractEventLoop] = None, **kwargs) -> None:
+    def __init__(self, *args: Any, loop: Optional[asyncio.AbstractEventLoop] = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._waiters = _Waiters(self.fd, spead2.Empty)
 
-    async def get(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> Heap:
+    # a coroutine where the base class has a blocking call, as in spead2
+    async def get(  # type: ignore[override]
+            self, loop: Optional[asyncio.AbstractEventLoop] = None) -> Heap:
         """Wait for the next heap; raise :exc:`spead2.Stopped` at the end.
         ``loop`` is ignored (2016 programs pass it)."""
         return await self._waiters.run(lambda: _BaseStream.get_nowait(self))
@@ -101,7 +105,7 @@ class Stream(_BaseStream):
             raise spead2.Empty()
         return _BaseStream.get_nowait(self)
 
-    def __aiter__(self):
+    def __aiter__(self) -> "Stream":
         return self
 
     async def __anext__(self) -> Heap:
@@ -128,19 +132,19 @@ class ChunkRingbuffer(_BaseChunkRingbuffer):
         self._getters = _Waiters(self.data_fd, spead2.Empty)
         self._putters = _Waiters(self.space_fd, spead2.Full)
 
-    async def get(self) -> Any:
+    async def get(self) -> Chunk:  # type: ignore[override]  # a coroutine here
         """Wait for a chunk; raise :exc:`spead2.Stopped` once stopped and empty."""
         return await self._getters.run(lambda: _BaseChunkRingbuffer.get_nowait(self))
 
-    async def put(self, chunk: Any) -> None:
+    async def put(self, chunk: Chunk) -> None:  # type: ignore[override]  # a coroutine here
         """Wait for room, then add ``chunk``; raise :exc:`spead2.Stopped` if
         the ring is stopped."""
         return await self._putters.run(lambda: _BaseChunkRingbuffer.put_nowait(self, chunk))
 
-    def __aiter__(self):
+    def __aiter__(self) -> "ChunkRingbuffer":
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> Chunk:
         try:
             return await self.get()
         except spead2.Stopped:

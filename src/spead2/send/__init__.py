@@ -26,7 +26,7 @@ same datagrams either way.
 
 import socket as _socket
 import weakref
-from typing import Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple, overload
 
 import spead2 as _spead2
 from spead2 import _net
@@ -54,10 +54,11 @@ class _SentState:
     __slots__ = ("item_ref", "version", "descriptor_cnt")
 
     def __init__(self, item: Any) -> None:
+        self.item_ref: Callable[[], Any]
         try:
             self.item_ref = weakref.ref(item)
         except TypeError:
-            self.item_ref = lambda item=item: item
+            self.item_ref = lambda item=item: item  # type: ignore[misc]
         self.version: Optional[int] = None
         self.descriptor_cnt: Optional[int] = None
 
@@ -101,7 +102,7 @@ class HeapGenerator:
                 f"descriptors must be one of {_DESCRIPTOR_CHOICES}, not {descriptors!r}")
         if data not in _DESCRIPTOR_CHOICES:
             raise ValueError(f"data must be one of {_DESCRIPTOR_CHOICES}, not {data!r}")
-        group = self._item_group if self._item_group is not None else self
+        group: Any = self._item_group if self._item_group is not None else self
         freq = self._descriptor_frequency
         index = self._heap_index
         for item in group.values():
@@ -135,7 +136,10 @@ class HeapGenerator:
         return heap
 
 
-_BaseItemGroup = getattr(_spead2, "ItemGroup", None)
+if TYPE_CHECKING:
+    from spead2._items import ItemGroup as _BaseItemGroup
+else:
+    _BaseItemGroup = getattr(_spead2, "ItemGroup", None)
 
 if _BaseItemGroup is not None:
     class ItemGroup(_BaseItemGroup, HeapGenerator):
@@ -183,6 +187,7 @@ def _udp_2016_arguments(args: tuple, kwargs: dict) -> dict:
         raise TypeError("UdpStream: give interface_address or interface_index, not both")
     multicast = (any(key in kwargs for key in ("ttl", "interface_address", "interface_index"))
                  or (len(args) > 4 and is_integer(args[4])))
+    names: Tuple[str, ...]
     if not multicast:
         names = _UDP_2016_UNICAST
     elif "interface_index" in kwargs or (len(args) > 5 and is_integer(args[5])):
@@ -217,6 +222,7 @@ def _udp_arguments(args: tuple, kwargs: dict) -> dict:
     if "interface_address" in kwargs and "interface_index" in kwargs:
         raise TypeError("UdpStream: give interface_address or interface_index, not both")
     ttl = "ttl" in kwargs or (len(args) > 3 and is_integer(args[3]))
+    names: Tuple[str, ...]
     if not ttl:
         names = _UDP_UNICAST
     elif "interface_index" in kwargs or (len(args) > 4 and is_integer(args[4])):
@@ -269,6 +275,44 @@ class UdpStream(_UdpStreamBase):
     """
 
     DEFAULT_BUFFER_SIZE = 524288
+
+    # the forms, for type checkers
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", endpoints: Sequence[Tuple[str, int]],
+                 config: Optional[StreamConfig] = None, buffer_size: int = ...,
+                 interface_address: str = "") -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", endpoints: Sequence[Tuple[str, int]],
+                 config: Optional[StreamConfig], buffer_size: int, ttl: int,
+                 interface_address: str = "") -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", endpoints: Sequence[Tuple[str, int]],
+                 config: Optional[StreamConfig], buffer_size: int, ttl: int,
+                 interface_index: int) -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", endpoints: Sequence[Tuple[str, int]],
+                 config: Optional[StreamConfig] = None, buffer_size: int = ..., *, ttl: int,
+                 interface_address: str = "") -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", endpoints: Sequence[Tuple[str, int]],
+                 config: Optional[StreamConfig] = None, buffer_size: int = ..., *, ttl: int,
+                 interface_index: int) -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", socket: _socket.socket,
+                 endpoints: Sequence[Tuple[str, int]],
+                 config: Optional[StreamConfig] = None) -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", hostname: str, port: int,
+                 config: Optional[StreamConfig] = None, buffer_size: int = ...,
+                 socket: Optional[_socket.socket] = None) -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", multicast_group: str, port: int,
+                 config: Optional[StreamConfig], buffer_size: int, ttl: int,
+                 interface_address: str = "") -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", multicast_group: str, port: int,
+                 config: Optional[StreamConfig], buffer_size: int, ttl: int,
+                 interface_index: int) -> None: ...
 
     def __init__(self, thread_pool: "_spead2.ThreadPool", *args: Any, **kwargs: Any) -> None:
         values = _udp_arguments(args, kwargs)
@@ -378,6 +422,14 @@ class TcpStream(_TcpStreamBase):
     """
 
     DEFAULT_BUFFER_SIZE = 212992
+
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", endpoints: Sequence[Tuple[str, int]],
+                 config: Optional[StreamConfig] = None, buffer_size: int = ...,
+                 interface_address: str = "") -> None: ...
+    @overload
+    def __init__(self, thread_pool: "_spead2.ThreadPool", socket: _socket.socket,
+                 config: Optional[StreamConfig] = None) -> None: ...
 
     def __init__(self, thread_pool: "_spead2.ThreadPool", *args: Any, **kwargs: Any) -> None:
         first = args[0] if args else kwargs.get("socket")

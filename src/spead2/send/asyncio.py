@@ -13,7 +13,7 @@ is raised by the call itself. Cancelling a future does not cancel its send.
 """
 
 import asyncio
-from typing import Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 import spead2 as _spead2
 import spead2.send as _send
@@ -21,7 +21,13 @@ import spead2.send as _send
 __all__ = ["UdpStream", "TcpStream", "InprocStream", "BytesStream", "UdpIbvStream"]
 
 
-class _AsyncStream:
+if TYPE_CHECKING:
+    _StreamBase = _send.Stream
+else:
+    _StreamBase = object
+
+
+class _AsyncStream(_StreamBase):
     """Asynchronous sending for a :class:`spead2.send.Stream` subclass.
 
     ``loop`` is accepted for the 2016 API; futures belong to the running
@@ -61,7 +67,7 @@ class _AsyncStream:
     def _unwatch(self) -> None:
         if self._watching is not None:
             if not self._watching.is_closed():
-                self._watching.remove_reader(self._notify_fd)
+                self._watching.remove_reader(self._notify_fd)  # type: ignore[arg-type]
             self._watching = None
 
     def _process_completions(self) -> None:

@@ -425,7 +425,8 @@ def print_json(data: Dict[str, Any], out: Optional[IO[str]] = None) -> None:
     out.flush()
 
 
-def add_verbosity_arg(parser: argparse.ArgumentParser) -> None:
+def add_verbosity_arg(parser: Union[argparse.ArgumentParser,
+                                   "argparse._ArgumentGroup"]) -> None:
     """``-v``/``--verbose``, for :func:`run_tool`."""
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log more from the spead2 logger (-v info, -vv debug)")

@@ -219,7 +219,7 @@ class Bench:
             cmd.append(self.address(port))
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True)
-            collector = _LineCollector(proc.stderr, "receiving from")
+            collector = _LineCollector(proc.stderr, "receiving from")  # type: ignore[arg-type]
             collector.start()
             collector.ready.wait(PROCESS_START_SECONDS)
             if proc.poll() is None and collector.ready.is_set():
@@ -265,11 +265,11 @@ class Bench:
             collector.join(5.0)
             if receiver.returncode != 0:
                 raise ToolError(f"the receiver failed: {collector.error_line()}")
-            received = _last_json(receiver.stdout.read(), "the receiver")
+            received = _last_json(receiver.stdout.read(), "the receiver")  # type: ignore[union-attr]
             trial.received = received["heaps"]
         finally:
             _stop(receiver)
-            receiver.stdout.close()
+            receiver.stdout.close()  # type: ignore[union-attr]
         trial.seconds = time.monotonic() - started
         self.trials.append(trial)
         self.print_row(trial)

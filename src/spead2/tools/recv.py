@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
 def dtype_text(dtype: np.dtype) -> str:
     """A short name for a dtype: ``int8``, ``S1``, ``(float32, int8)``."""
     if dtype.fields:
-        return "(" + ", ".join(dtype_text(dtype.fields[name][0]) for name in dtype.names) + ")"
+        return "(" + ", ".join(dtype_text(dtype.fields[name][0])
+                               for name in dtype.names) + ")"  # type: ignore[union-attr]
     if dtype.kind in "SU":
         return dtype.str[1:]
     return dtype.name
@@ -208,7 +209,7 @@ def item_type_text(item: spead2.Item) -> str:
         if item.order == "F":
             kind += " F-order"
     else:
-        kind = ",".join(f"{code}{bits}" for code, bits in item.format)
+        kind = ",".join(f"{code}{bits}" for code, bits in item.format)  # type: ignore[union-attr]
     return f"{kind} {tuple(item.shape)}"
 
 

@@ -450,7 +450,7 @@ def make_tcp_stream(destination: Endpoint, args: Any,
 # ---------------------------------------------------------------------------
 # Replay
 
-def packet_at(data: Union[bytes, mmap.mmap], pos: int) -> Optional[Tuple[int, int]]:
+def packet_at(data: Union[bytes, mmap.mmap, memoryview], pos: int) -> Optional[Tuple[int, int]]:
     """``(length, heap_cnt)`` of the SPEAD packet starting at ``data[pos:]``,
     or None if no complete packet starts there.
 
