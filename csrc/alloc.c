@@ -1,4 +1,5 @@
 #include "alloc.h"
+#include "logq.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -124,16 +125,31 @@ spead_allocator *spead_malloc_allocator_new(void)
 typedef struct {
     spead_allocator base;
     int flags;
+    int prefer_huge;
 } mmap_allocator;
+
+#define HUGE_PAGE ((size_t) 2 << 20)
 
 static void *mmap_allocate(spead_allocator *self, size_t size, void **handle)
 {
     mmap_allocator *m = (mmap_allocator *) self;
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | m->flags;
     if (size == 0)
         size = 1;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | m->flags, -1, 0);
+    if (m->prefer_huge) {
+        /* hugetlbfs pages, if the system has reserved any */
+        size_t huge = (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+        void *p = mmap(NULL, huge, PROT_READ | PROT_WRITE, flags | MAP_HUGETLB, -1, 0);
+        if (p != MAP_FAILED) {
+            *handle = (void *) (uintptr_t) huge;
+            return p;
+        }
+    }
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
+    if (m->prefer_huge && size >= HUGE_PAGE)
+        madvise(p, size, MADV_HUGEPAGE);    /* transparent huge pages, where enabled */
     *handle = (void *) (uintptr_t) size;
     return p;
 }
@@ -144,7 +160,7 @@ static void mmap_release(spead_allocator *self, void *ptr, void *handle)
     munmap(ptr, (size_t) (uintptr_t) handle);
 }
 
-spead_allocator *spead_mmap_allocator_new(int flags)
+spead_allocator *spead_mmap_allocator_new(int flags, int prefer_huge)
 {
     mmap_allocator *a = calloc(1, sizeof(*a));
     if (!a)
@@ -154,6 +170,7 @@ spead_allocator *spead_mmap_allocator_new(int flags)
     a->base.release = mmap_release;
     a->base.destroy = simple_destroy;
     a->flags = flags;
+    a->prefer_huge = prefer_huge;
     return &a->base;
 }
 
@@ -179,6 +196,7 @@ typedef struct {
      * instead of it: so two refills never overlap. */
     int refilling;
     size_t refills;
+    int warn_on_empty;           /* read and written atomically */
 } pool_allocator;
 
 static pool_buffer *pool_new_buffer(pool_allocator *p)
@@ -267,8 +285,13 @@ static void *pool_allocate(spead_allocator *self, size_t size, void **handle)
             spead_allocator_incref(self);
             tpool_post(p->tp, pool_refill_task, p, pool_refill_release);
         }
-        if (!b)
+        if (!b) {
+            spead_logq *q = spead_logq_current();
+            if (q && __atomic_load_n(&p->warn_on_empty, __ATOMIC_RELAXED))
+                spead_logq_push(q, SPEAD_LOG_WARNING,
+                                "memory pool is empty when allocating %zu bytes", size);
             b = pool_new_buffer(p);
+        }
         if (!b)
             return NULL;
     } else {
@@ -337,6 +360,7 @@ spead_allocator *spead_pool_allocator_new(tpool_t *tp, size_t lower, size_t uppe
     p->max_free = max_free;
     p->initial = initial;
     p->low_water = low_water;
+    p->warn_on_empty = 1;
     if (base) {
         spead_allocator_incref(base);
         p->under = base;
@@ -378,4 +402,14 @@ size_t spead_pool_refills(spead_allocator *pool)
     size_t n = p->refills;
     pthread_mutex_unlock(&p->lock);
     return n;
+}
+
+void spead_pool_set_warn_on_empty(spead_allocator *pool, int warn)
+{
+    __atomic_store_n(&((pool_allocator *) pool)->warn_on_empty, warn != 0, __ATOMIC_RELAXED);
+}
+
+int spead_pool_get_warn_on_empty(spead_allocator *pool)
+{
+    return __atomic_load_n(&((pool_allocator *) pool)->warn_on_empty, __ATOMIC_RELAXED);
 }

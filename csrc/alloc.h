@@ -17,13 +17,19 @@ struct spead_allocator {
 };
 
 spead_allocator *spead_malloc_allocator_new(void);
-spead_allocator *spead_mmap_allocator_new(int flags);
+/* ``prefer_huge``: try huge pages (MAP_HUGETLB) first, then normal pages
+ * with transparent huge pages asked for. */
+spead_allocator *spead_mmap_allocator_new(int flags, int prefer_huge);
 /* ``tp`` may be NULL (no background refill); ``base`` NULL means malloc. */
 spead_allocator *spead_pool_allocator_new(tpool_t *tp, size_t lower, size_t upper,
                                           size_t max_free, size_t initial, size_t low_water,
                                           spead_allocator *base);
 size_t spead_pool_free_count(spead_allocator *pool);
 size_t spead_pool_refills(spead_allocator *pool);
+/* Whether a request finding the pool empty logs a warning (default 1), to
+ * the log queue of the stream the calling thread works for. */
+void spead_pool_set_warn_on_empty(spead_allocator *pool, int warn);
+int spead_pool_get_warn_on_empty(spead_allocator *pool);
 
 void spead_allocator_incref(spead_allocator *a);
 void spead_allocator_decref(spead_allocator *a);

@@ -75,3 +75,15 @@ void spead_logq_set_min_level(spead_logq *q, int level)
 {
     __atomic_store_n(&q->min_level, level, __ATOMIC_RELAXED);
 }
+
+static __thread spead_logq *current_queue;
+
+void spead_logq_set_current(spead_logq *q)
+{
+    current_queue = q;
+}
+
+spead_logq *spead_logq_current(void)
+{
+    return current_queue;
+}

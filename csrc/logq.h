@@ -43,5 +43,9 @@ int spead_logq_pending(spead_logq *q);
 size_t spead_logq_take(spead_logq *q, spead_log_entry *out, size_t max);
 uint64_t spead_logq_dropped(spead_logq *q);
 void spead_logq_set_min_level(spead_logq *q, int level);
+/* The queue of the stream the calling thread is working for (NULL when
+ * none): code below the stream, such as an allocator, logs through it. */
+void spead_logq_set_current(spead_logq *q);
+spead_logq *spead_logq_current(void);
 
 #endif

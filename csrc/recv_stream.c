@@ -198,6 +198,7 @@ int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
     }
     int result = RECV_BATCH_MORE, end = 0;
     size_t n = 0;
+    spead_logq_set_current(&s->log);
     while (n < max_packets) {
         spead_packet pkt;
         int st = r->ops->next(r, &pkt);
@@ -229,6 +230,7 @@ int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
         if (n > s->stats[SPEAD_STAT_MAX_BATCH])
             s->stats[SPEAD_STAT_MAX_BATCH] = n;
     }
+    spead_logq_set_current(NULL);
     merge_batch_stats(s);
     if (s->chunker && s->config.chunk_manager.after_batch)
         s->config.chunk_manager.after_batch(s->config.chunk_manager.ctx);

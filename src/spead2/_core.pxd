@@ -33,7 +33,7 @@ cdef class InprocQueue:
 
 
 cdef class MmapAllocator(MemoryAllocator):
-    pass
+    cdef readonly bint prefer_huge
 
 
 cdef class MemoryPool(MemoryAllocator):

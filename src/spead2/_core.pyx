@@ -12,12 +12,16 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_C_CONTIG
 from libc.stdint cimport uint8_t
 from spead2 cimport _wire
 
+import logging
+import numbers
 import os
 import select
 import sys
 import time
 
 from spead2._args import as_flags, as_nonzero_unsigned, as_unsigned, bind_arguments
+
+_logger = logging.getLogger("spead2")
 
 
 cdef class ThreadPool:
@@ -77,6 +81,17 @@ cdef class ThreadPool:
     @property
     def stopped(self) -> bool:
         return self._tp == NULL or bool(tpool_is_stopped(self._tp))
+
+    @staticmethod
+    def set_affinity(core) -> None:
+        """Pin the calling thread to CPU ``core``; a core that cannot be used
+        is logged as a warning, not raised."""
+        if isinstance(core, bool) or not isinstance(core, numbers.Integral):
+            raise TypeError(f"core must be an integer, not {type(core).__name__}")
+        try:
+            os.sched_setaffinity(0, {int(core)})
+        except (OSError, ValueError, OverflowError) as exc:
+            _logger.warning("Failed to bind to CPU %d: %s", core, exc)
 
     def __dealloc__(self):
         if self._tp != NULL:
@@ -224,11 +239,17 @@ cdef class Buffer:
 
 
 cdef class MmapAllocator(MemoryAllocator):
-    """Allocator that maps anonymous memory with ``mmap(2)``, with extra ``flags``."""
+    """Allocator that maps anonymous memory with ``mmap(2)``, with extra ``flags``.
 
-    def __init__(self, flags=0):
+    With ``prefer_huge``, each buffer is first tried in huge pages
+    (``MAP_HUGETLB``, rounded up to 2 MiB) and, where the system has none
+    reserved, mapped in normal pages with transparent huge pages requested.
+    """
+
+    def __init__(self, flags=0, prefer_huge=False):
         flags = as_flags(flags, "flags", bits=31)
-        self._alloc = spead_mmap_allocator_new(flags)
+        self.prefer_huge = bool(prefer_huge)
+        self._alloc = spead_mmap_allocator_new(flags, 1 if self.prefer_huge else 0)
         if self._alloc == NULL:
             raise MemoryError()
 
@@ -297,6 +318,17 @@ cdef class MemoryPool(MemoryAllocator):
     def refills(self) -> int:
         """Number of completed background refills."""
         return spead_pool_refills(self._alloc)
+
+    @property
+    def warn_on_empty(self) -> bool:
+        """Whether a request that finds the pool empty logs
+        ``memory pool is empty when allocating N bytes`` (a warning, through
+        the receiving stream's log); ``True`` by default."""
+        return bool(spead_pool_get_warn_on_empty(self._alloc))
+
+    @warn_on_empty.setter
+    def warn_on_empty(self, value: bool) -> None:
+        spead_pool_set_warn_on_empty(self._alloc, 1 if value else 0)
 
 
 cdef class InprocQueue:

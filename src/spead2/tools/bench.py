@@ -408,8 +408,8 @@ def plot_trials(plt: Any, results: List[Result], args: Any, path: str) -> None:
         trials = [t for t in result.trials if t.send_rate]
         if not trials:
             continue
-        sent = [t.send_rate / 1e6 for t in trials]
-        arrived = [max(t.arrived_rate / 1e6, floor) for t in trials]
+        sent = [(t.send_rate or 0.0) / 1e6 for t in trials]
+        arrived = [max((t.arrived_rate or 0.0) / 1e6, floor) for t in trials]
         lost = [100.0 * t.lost / t.sent for t in trials]
         label = result.transport.upper()
         for ax, values in ((top, arrived), (bottom, lost)):
