@@ -292,6 +292,64 @@ def test_bounds_exactly_fitting_heaps_accepted():
     assert result.stats["rejected_heaps"] == 0
 
 
+def _large_chunk_bytes():
+    """Chunk data larger than this core's own cache (where payloads go
+    with streaming stores): at least 8 MiB, and twice the level 2 cache."""
+    try:
+        l2 = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (ValueError, OSError):
+        l2 = 0
+    return max(8 << 20, 2 * max(l2, 0))
+
+
+@pytest.mark.parametrize("memcpy", [spead2.MEMCPY_STD, spead2.MEMCPY_NONTEMPORAL])
+def test_large_chunks_get_exactly_the_payload(memcpy):
+    """Heaps of many packets, of every alignment and size (including
+    packets too short for streaming stores), interleaved, into chunks larger
+    than the cache: every byte of each heap lands, and nothing around it
+    changes."""
+    rng = random.Random(7)
+    data_bytes = _large_chunk_bytes()
+    heaps_per_chunk = 24
+    expected = [bytearray(data_bytes) for _ in range(2)]
+    present = [bytearray(heaps_per_chunk) for _ in range(2)]
+    pending = []
+    cnt = 0
+    for chunk_id in range(2):
+        pos = rng.randrange(64)
+        for index in range(heaps_per_chunk):
+            size = rng.choice([rng.randint(2048, 70000), rng.randint(1, 300),
+                               rng.randint(300, 2047)])
+            pos += rng.randrange(0, 200)
+            if pos + size > data_bytes:
+                break
+            payload = bytes(rng.getrandbits(8) for _ in range(size)) if size < 4096 \
+                else rng.randbytes(size)
+            per_packet = rng.choice([rng.randint(64, 9000), 8924, 8192, 1000, 150])
+            cnt += 1
+            pending.append(direct_heap(cnt, payload, per_packet, chunk=chunk_id, index=index,
+                                       offset=pos))
+            expected[chunk_id][pos:pos + size] = payload
+            present[chunk_id][index] = 1
+            pos += size
+    packets = []
+    while pending:   # three heaps at a time, their packets interleaved
+        group, pending = pending[:3], pending[3:]
+        while group:
+            for h in list(group):
+                packets.append(h.pop(0))
+                if not h:
+                    group.remove(h)
+    result = run(packets, direct_config(2), config=StreamConfig(max_heaps=4, memcpy=memcpy),
+                 data_bytes=data_bytes, present_bytes=heaps_per_chunk, free=2, data_ring=2,
+                 recycle=False)
+    assert [c.chunk_id for c in result.chunks] == [0, 1]
+    for chunk, want, want_present in zip(result.chunks, expected, present):
+        assert chunk.data == bytes(want)
+        assert chunk.present == bytes(want_present)
+    assert result.stats["rejected_heaps"] == 0
+
+
 def test_extra_without_chunk_extra_is_dropped():
     result = run(heap(1, 0, 0, extra_offset=0, extra_size=4) + heap(2, 0, 1),
                  direct_config(1, max_heap_extra=8), extra_bytes=None)
