@@ -794,7 +794,7 @@ def timestamp_packets(heap_size, n, rng, channels=4):
     wrong size, some with the channel out of range or missing."""
     out = []
     for cnt in range(1, n + 1):
-        ts = rng.randrange(0, 40) * heap_size
+        ts = rng.randrange(0, 40) * heap_size + rng.choice([0, 0, rng.randrange(heap_size)])
         chan = rng.randrange(0, channels + 1)
         size = heap_size if rng.random() > 0.05 else heap_size // 2
         items = [(True, 0x1600, ts)]
@@ -805,9 +805,11 @@ def timestamp_packets(heap_size, n, rng, channels=4):
     return out
 
 
-def test_chunk_placement_matches_numba_callback():
+@pytest.mark.parametrize("heap_size, times, width", [(128, 4, 16), (96, 3, 12)])
+def test_chunk_placement_matches_numba_callback(heap_size, times, width):
     """The same rule as a ChunkPlacement and as a numba callback: the same
-    chunks, present, data, extra and statistics."""
+    chunks, present, data, extra and statistics; steps and divisors powers
+    of two or not."""
     import numba
     from numba import types
 
@@ -815,7 +817,7 @@ def test_chunk_placement_matches_numba_callback():
     from spead2.recv.numba import chunk_place_data
     import scipy
 
-    heap_size, times, channels = 128, 4, 4
+    channels = 4
 
     @numba.cfunc(types.void(types.CPointer(chunk_place_data), types.uintp), nopython=True)
     def place(data_ptr, data_size):
@@ -825,7 +827,7 @@ def test_chunk_placement_matches_numba_callback():
         if ts < 0 or chan < 0 or length != heap_size:
             return
         t = (ts % (times * heap_size)) // heap_size
-        c = chan // 16
+        c = chan // width
         if c >= channels:
             return
         index = t * channels + c
@@ -838,7 +840,7 @@ def test_chunk_placement_matches_numba_callback():
         data[0].extra_size = 8
 
     placement = ChunkPlacement(chunk_item=0x1600, chunk_step=times * heap_size,
-                               axes=[("chunk", times, heap_size), (0x4103, channels, 16)],
+                               axes=[("chunk", times, heap_size), (0x4103, channels, width)],
                                heap_size=heap_size, extra=True)
     assert placement.items == [0x1600, 0x4103, spead2.HEAP_LENGTH_ID]
     assert placement.heaps_per_chunk == times * channels
