@@ -56,10 +56,12 @@ SETTINGS = {
     "udp_e2e": ({"packets": [JUMBO, SMALL_PACKET], "reps": 3, "max_time": 60},
                 {"packets": [JUMBO], "reps": 1, "max_time": 20}),
     "recv_pcap": ({"n_heaps": 1024, "runs": 5}, {"n_heaps": 128, "runs": 2}),
-    "chunk_buffer_4k": ({"n_heaps": 32768, "budget": 3.0, "rounds": 3},
+    "chunk_buffer_4k": ({"n_heaps": 32768, "budget": 3.0, "rounds": 5},
                         {"n_heaps": 8192, "budget": 0.5, "rounds": 1}),
-    "chunk_buffer_64k": ({"n_heaps": 2048, "budget": 3.0, "rounds": 3},
-                         {"n_heaps": 512, "budget": 0.5, "rounds": 1}),
+    "chunk_buffer_64k": ({"n_heaps": 2048, "budget": 3.0, "rounds": 3, "nontemporal": True},
+                         {"n_heaps": 512, "budget": 0.5, "rounds": 1, "nontemporal": True}),
+    "chunk_group_4k": ({"n_heaps": 32768, "budget": 3.0, "rounds": 5, "members": 4},
+                       {"n_heaps": 8192, "budget": 0.5, "rounds": 1, "members": 4}),
     "chunk_udp": ({"rates": [0.5, 1.0, 1.5, 2.0, 3.0], "seconds": 0.5,
                    "unthrottled_heaps": 4096, "sweeps": 3},
                   {"rates": [0.5, 1.0], "seconds": 0.25, "unthrottled_heaps": 1024,
@@ -353,30 +355,74 @@ def bench_recv_pcap(runner, s, work):
             for label, write_size in PCAP_CACHE_STATES}
 
 
+def _gen_chunk_inputs(runner, work, name, heap_size, n_heaps, members):
+    """Files of the chunk heaps, written by the reference: all of them when
+    ``members`` is 1, else each member's share. A list of paths, or the
+    error result."""
+    paths = []
+    for member in range(members):
+        path = str(work / f"{name}.{member}.bin")
+        gen = runner.run("ref", "gen_chunk_bytes", path=path, heap_size=heap_size,
+                         n_heaps=n_heaps, max_packet_size=JUMBO, members=members, member=member)
+        if not gen.get("ok"):
+            return {"ok": False, "error": "could not generate the input: " + gen.get("error", "")}
+        paths.append(path)
+    return paths
+
+
+def _chunk_rounds(runner, rounds, variants):
+    """Run each variant ``(key, impl, scenario, params)`` once per round,
+    the order reversed every other round; every repetition is kept."""
+    runs = {key: [] for key, _, _, _ in variants}
+    for k in range(rounds):
+        for key, impl, scenario, params in (variants if k % 2 == 0 else variants[::-1]):
+            runs[key].append(runner.run(impl, scenario, **params))
+    return {key: merge_reps(results) for key, results in runs.items()}
+
+
 def _bench_chunk_buffer(runner, work, name, heap_size, s):
     """Both sides receive the same file into chunks with a numba place
     callback; ours also with a ChunkPlacement. ``rounds`` processes per
     side, alternating; every repetition's rate is kept."""
-    path = str(work / f"{name}.bin")
-    n_heaps = s["n_heaps"]
-    gen = runner.run("ref", "gen_chunk_bytes", path=path, heap_size=heap_size, n_heaps=n_heaps,
-                     max_packet_size=JUMBO)
-    if not gen.get("ok"):
-        err = {"ok": False, "error": "could not generate the input: " + gen.get("error", "")}
-        return {"ref": err, "ours": err, "ours_placement": err}
-    params = dict(path=path, heap_size=heap_size, n_heaps=n_heaps, budget=s["budget"],
+    variants = [("ref", "ref", dict(place="numba")),
+                ("ours", "ours", dict(place="numba")),
+                ("ours_placement", "ours", dict(place="placement"))]
+    if s.get("nontemporal"):
+        # the reference's own non-temporal copy, against our defaults
+        variants.append(("ref_nontemporal", "ref", dict(place="numba", memcpy="nontemporal")))
+    paths = _gen_chunk_inputs(runner, work, name, heap_size, s["n_heaps"], 1)
+    if isinstance(paths, dict):
+        return {key: paths for key, _, _ in variants}
+    params = dict(path=paths[0], heap_size=heap_size, n_heaps=s["n_heaps"], budget=s["budget"],
                   heaps_per_chunk=CHUNK_HEAPS)
-    runs = {"ref": [], "ours": [], "ours_placement": []}
-    for k in range(s["rounds"]):
-        order = ["ref", "ours", "ours_placement"]
-        if k % 2:
-            order.reverse()
-        for key in order:
-            impl = "ref" if key == "ref" else "ours"
-            place = "placement" if key == "ours_placement" else "numba"
-            runs[key].append(runner.run(impl, "chunk_buffer", place=place, **params))
-    os.unlink(path)
-    return {key: merge_reps(results) for key, results in runs.items()}
+    out = _chunk_rounds(runner, s["rounds"], [(key, impl, "chunk_buffer", dict(params, **extra))
+                                              for key, impl, extra in variants])
+    os.unlink(paths[0])
+    return out
+
+
+def bench_chunk_group_4k(runner, s, work):
+    """One ChunkRingStream fed all the heaps from one buffer against a
+    ChunkStreamRingGroup of ``members`` members, each on its own thread and
+    fed its share of every chunk from its own buffer; both sides, numba
+    place callback, ``rounds`` processes each, alternating."""
+    name, heap_size, n_heaps = "chunk_group_4k", 4 * KiB, s["n_heaps"]
+    keys = ("ref", "ours", "ref_group", "ours_group")
+    single = _gen_chunk_inputs(runner, work, name + ".all", heap_size, n_heaps, 1)
+    shares = _gen_chunk_inputs(runner, work, name, heap_size, n_heaps, s["members"])
+    for paths in (single, shares):
+        if isinstance(paths, dict):
+            return {key: paths for key in keys}
+    common = dict(heap_size=heap_size, n_heaps=n_heaps, budget=s["budget"],
+                  heaps_per_chunk=CHUNK_HEAPS, place="numba")
+    variants = []
+    for impl in ("ref", "ours"):
+        variants += [(impl, impl, "chunk_buffer", dict(common, path=single[0])),
+                     (impl + "_group", impl, "chunk_group_buffer", dict(common, paths=shares))]
+    out = _chunk_rounds(runner, s["rounds"], variants)
+    for path in single + shares:
+        os.unlink(path)
+    return out
 
 
 def merge_reps(results):
@@ -775,6 +821,37 @@ def spread_ratio(ours, ref, key="rates"):
     return f"{max(a) / max(b):.2f} ({median_or_none(a) / median_or_none(b):.2f})"
 
 
+def chunk_group_rows(runs):
+    """One stream against a group of members, each side; and the group's
+    rate over the stream's (medians), each side."""
+    rows = []
+    members = SETTINGS["chunk_group_4k"][0]["members"]
+    for suffix, what in (("", "one `ChunkRingStream` on one thread, all heaps from one buffer"),
+                         ("_group", f"a {members}-member `ChunkStreamRingGroup` (lossless), "
+                                    f"each member on its own thread and fed its share of "
+                                    f"every chunk from its own buffer")):
+        ref, ours = runs["ref" + suffix], runs["ours" + suffix]
+        for rate_key, unit in (("rates", "M heaps/s"), ("cpu_rates", "M heaps per CPU s")):
+            reps = "/".join(str(len(r.get("rates", []))) for r in (ref, ours))
+            label = (f"Chunk receive from buffers, 4 KiB heaps (one packet each), {CHUNK_HEAPS} "
+                     f"per chunk, numba place callback: {what} ({reps} repetitions)"
+                     if rate_key == "rates" else "... per second of CPU time (all threads)")
+            rows.append(f"| {label} | {unit} | {fmt_chunk_spread(ref, rate_key)} | "
+                        f"{fmt_chunk_spread(ours, rate_key)} | "
+                        f"{spread_ratio(ours, ref, rate_key)} | {fmt_rss(ref)} | "
+                        f"{fmt_rss(ours)} |")
+
+    def group_over_single(impl):
+        group, single = runs[impl + "_group"], runs[impl]
+        if not group.get("ok") or not single.get("ok"):
+            return "n/a"
+        return f"{median_or_none(group['rates']) / median_or_none(single['rates']):.2f}"
+
+    rows.append(f"| ... the group's rate over the single stream's (medians) | ratio | "
+                f"{group_over_single('ref')} | {group_over_single('ours')} | | | |")
+    return rows
+
+
 def chunk_report(results):
     """The chunk stream section: its own table, since each cell is a spread."""
     rows = []
@@ -783,18 +860,26 @@ def chunk_report(results):
         if name not in results:
             continue
         pair = results[name]
-        for key, what in (("ours", "numba place callback on both sides"),
-                          ("ours_placement", "ours with a `ChunkPlacement`, the reference "
-                                             "with its numba callback")):
+        for key, ref_key, what in (
+                ("ours", "ref", "numba place callback on both sides"),
+                ("ours_placement", "ref", "ours with a `ChunkPlacement`, the reference with "
+                                          "its numba callback"),
+                ("ours", "ref_nontemporal", "numba place callback on both sides, the "
+                                            "reference with `MEMCPY_NONTEMPORAL`, ours with "
+                                            "its default")):
+            if ref_key not in pair:
+                continue
             for rate_key, unit in (("rates", "M heaps/s"), ("cpu_rates", "M heaps per CPU s")):
-                reps = "/".join(str(len(pair[k].get("rates", []))) for k in ("ref", key))
+                reps = "/".join(str(len(pair[k].get("rates", []))) for k in (ref_key, key))
                 label = (f"Chunk receive from a buffer, {size}, {CHUNK_HEAPS} per chunk, {what} "
                          f"({reps} repetitions)" if rate_key == "rates"
                          else "... per second of CPU time (all threads)")
-                rows.append(f"| {label} | {unit} | {fmt_chunk_spread(pair['ref'], rate_key)} | "
+                rows.append(f"| {label} | {unit} | {fmt_chunk_spread(pair[ref_key], rate_key)} | "
                             f"{fmt_chunk_spread(pair[key], rate_key)} | "
-                            f"{spread_ratio(pair[key], pair['ref'], rate_key)} | "
-                            f"{fmt_rss(pair['ref'])} | {fmt_rss(pair[key])} |")
+                            f"{spread_ratio(pair[key], pair[ref_key], rate_key)} | "
+                            f"{fmt_rss(pair[ref_key])} | {fmt_rss(pair[key])} |")
+    if "chunk_group_4k" in results:
+        rows += chunk_group_rows(results["chunk_group_4k"])
     if "chunk_udp" in results:
         sweeps = results["chunk_udp"]["sweeps"]
         best = {impl: median_or_none([lossless_rate(sw["trials"][impl]) for sw in sweeps])

@@ -506,25 +506,28 @@ TIMESTAMP_ID = 0x1600
 CHUNK_DATA_ID = 0x1601
 
 
-def chunk_heaps(api, heap_size, n_heaps):
+def chunk_heaps(api, heap_size, n_heaps, members=1, member=0):
     """``n_heaps`` heaps (then an end heap): an immediate timestamp, the heap's
     index, and ``heap_size`` bytes of data; no descriptors, so every heap is
-    exactly ``heap_size`` bytes of payload."""
+    exactly ``heap_size`` bytes of payload. With ``members`` > 1, only the
+    heaps whose index is ``member`` modulo ``members`` (one member's share
+    of each chunk, for a group)."""
     spead2 = api.spead2
     ig = spead2.send.ItemGroup(flavour=spead2.Flavour(4, 64, 48, 0))
     ig.add_item(TIMESTAMP_ID, "timestamp", "heap index", shape=(), format=[("u", 48)])
     ig.add_item(CHUNK_DATA_ID, "data", "payload", shape=(heap_size,), dtype=np.uint8)
     ig["data"].value = payload(heap_size)
-    for i in range(n_heaps):
+    for i in range(member, n_heaps, members):
         ig["timestamp"].value = i
         yield ig.get_heap(descriptors="none", data="all")
     yield ig.get_end()
 
 
-def scenario_gen_chunk_bytes(api, path, heap_size, n_heaps, max_packet_size):
+def scenario_gen_chunk_bytes(api, path, heap_size, n_heaps, max_packet_size, members=1,
+                             member=0):
     """Write the heaps of :func:`chunk_heaps` to ``path`` with a BytesStream."""
     stream = api.bytes_stream(api.thread_pool(), api.send_config(max_packet_size))
-    for heap in chunk_heaps(api, heap_size, n_heaps):
+    for heap in chunk_heaps(api, heap_size, n_heaps, members, member):
         stream.send_heap(heap)
     data = stream.getvalue()
     with open(path, "wb") as f:
@@ -548,9 +551,9 @@ def numba_place(heaps_per_chunk, heap_size):
     return scipy.LowLevelCallable(place.ctypes, signature="void (void *, size_t)")
 
 
-def chunk_stream_parts(api, heap_size, heaps_per_chunk, place, max_chunks, n_chunks):
-    """``make_stream(thread_pool)``, which returns ``(stream, data_ring)``
-    with ``n_chunks`` chunks (the same ones each time) in its free ring."""
+def chunk_config_and_chunks(api, heap_size, heaps_per_chunk, place, max_chunks, n_chunks):
+    """The ChunkStreamConfig (``place``: "numba", or "placement" for ours'
+    declarative placement) and ``n_chunks`` chunks, every page touched."""
     recv = api.spead2.recv
     if place == "placement":   # ours only: the declarative placement
         placement = recv.ChunkPlacement(chunk_item=TIMESTAMP_ID, chunk_step=heaps_per_chunk,
@@ -565,12 +568,24 @@ def chunk_stream_parts(api, heap_size, heaps_per_chunk, place, max_chunks, n_chu
                          present=np.zeros(heaps_per_chunk, np.uint8)) for _ in range(n_chunks)]
     for c in chunks:   # touch every page before measuring
         c.data.fill(1)
+    return chunk_config, chunks
+
+
+def chunk_stream_parts(api, heap_size, heaps_per_chunk, place, max_chunks, n_chunks,
+                       memcpy="std"):
+    """``make_stream(thread_pool)``, which returns ``(stream, data_ring)``
+    with ``n_chunks`` chunks (the same ones each time) in its free ring.
+    ``memcpy``: "std" (the default) or "nontemporal"."""
+    recv = api.spead2.recv
+    chunk_config, chunks = chunk_config_and_chunks(api, heap_size, heaps_per_chunk, place,
+                                                   max_chunks, n_chunks)
 
     def make_stream(thread_pool):
         data_ring = recv.ChunkRingbuffer(n_chunks)
         free_ring = recv.ChunkRingbuffer(n_chunks)
-        stream = recv.ChunkRingStream(thread_pool, recv.StreamConfig(max_heaps=4), chunk_config,
-                                      data_ring, free_ring)
+        copy = api.spead2.MEMCPY_NONTEMPORAL if memcpy == "nontemporal" else api.spead2.MEMCPY_STD
+        stream = recv.ChunkRingStream(thread_pool, recv.StreamConfig(max_heaps=4, memcpy=copy),
+                                      chunk_config, data_ring, free_ring)
         while chunks:
             stream.add_free_chunk(chunks.pop())
         return stream, data_ring
@@ -607,45 +622,108 @@ def drain_chunks(stream, data_ring, timeout, stop_flag=None):
 
 
 def scenario_chunk_buffer(api, path, heap_size, n_heaps, heaps_per_chunk=64, place="numba",
-                          max_chunks=4, n_chunks=8, min_reps=3, max_reps=40, budget=3.0):
+                          max_chunks=4, n_chunks=8, min_reps=3, max_reps=40, budget=3.0,
+                          memcpy="std"):
     """Receive a file of packets from memory into chunks; every repetition
     is a fresh stream on the same chunks. Reports each repetition's heaps/s."""
     with open(path, "rb") as f:
         data = f.read()
     tp = api.thread_pool()
     make_stream = chunk_stream_parts(api, heap_size, heaps_per_chunk, place, max_chunks,
-                                     n_chunks)
+                                     n_chunks, memcpy)
+
+    def setup():
+        stream, data_ring = make_stream(tp)
+
+        def finish():
+            stream.stop()
+            make_stream.take_back(stream)
+
+        return lambda: stream.add_buffer_reader(data), data_ring, stream.add_free_chunk, finish
+
+    return time_chunk_receive(setup, heap_size, n_heaps, min_reps, max_reps, budget)
+
+
+def time_chunk_receive(setup, heap_size, n_heaps, min_reps, max_reps, budget):
+    """Repetitions of a chunk receive: ``setup()`` returns ``(start,
+    data_ring, give_back, finish)``; timed from ``start()`` until the data
+    ring stops, consuming every chunk here (not in a helper thread, so that
+    the time is exact; the process has a time limit) and giving it back;
+    then ``finish()``. Returns each repetition's heaps/s."""
     got = []
     cpu = []
 
     def once():
-        stream, data_ring = make_stream(tp)
+        start, data_ring, give_back, finish = setup()
         heaps = 0
         c0 = time.process_time()
         t0 = time.perf_counter()
-        stream.add_buffer_reader(data)
-        # consumed here, not in a helper thread, so that the time is exact;
-        # the buffer's end stops the data ring (the process has a time limit)
+        start()
         for chunk in data_ring:
             heaps += int(np.count_nonzero(chunk.present))
-            stream.add_free_chunk(chunk)
+            give_back(chunk)
         elapsed = time.perf_counter() - t0
         cpu.append(time.process_time() - c0)
         got.append(heaps)
-        stream.stop()
-        make_stream.take_back(stream)
+        finish()
         return elapsed
 
     once()   # warm-up: first use of the code paths and of the input's pages
     del cpu[:]
     times = repeat(once, min_reps, max_reps, budget)
     rates = sorted(n_heaps / t for t in times)
-    # CPU time of every thread (worker and consumer): less at the mercy of
+    # CPU time of every thread (workers and consumer): less at the mercy of
     # other load on the machine than the elapsed time
     cpu_rates = sorted(n_heaps / t for t in cpu if t > 0)
     return {"heaps_per_s": rates[-1], "rates": rates, "cpu_rates": cpu_rates, "heaps": min(got),
             "expected_heaps": n_heaps, "reps": len(times),
             "gbps": heap_size * n_heaps / min(times) / 1e9}
+
+
+def scenario_chunk_group_buffer(api, paths, heap_size, n_heaps, heaps_per_chunk=64,
+                                place="numba", max_chunks=4, n_chunks=8, min_reps=3,
+                                max_reps=40, budget=3.0):
+    """A ChunkStreamRingGroup (lossless eviction) of ``len(paths)`` members,
+    each on its own one-thread pool and fed from its own file (a share of
+    every chunk's heaps), all filling the same chunks. Every repetition is a
+    fresh group on the same chunks; reports each one's heaps/s, from adding
+    the readers to the end of the data ring."""
+    recv = api.spead2.recv
+    inputs = []
+    for path in paths:
+        with open(path, "rb") as f:
+            inputs.append(f.read())
+    pools = [api.spead2.ThreadPool(1) for _ in paths]
+    chunk_config, chunks = chunk_config_and_chunks(api, heap_size, heaps_per_chunk, place,
+                                                   max_chunks, n_chunks)
+    mode = recv.ChunkStreamGroupConfig.EvictionMode.LOSSLESS
+
+    def setup():
+        data_ring = recv.ChunkRingbuffer(n_chunks)
+        free_ring = recv.ChunkRingbuffer(n_chunks)
+        group = recv.ChunkStreamRingGroup(
+            recv.ChunkStreamGroupConfig(max_chunks=max_chunks, eviction_mode=mode),
+            data_ring, free_ring)
+        members = [group.emplace_back(pool, recv.StreamConfig(max_heaps=4, stream_id=k),
+                                      chunk_config)
+                   for k, pool in enumerate(pools)]
+        while chunks:
+            group.add_free_chunk(chunks.pop())
+
+        def start():
+            # each member stops at the end of its buffer; the data ring
+            # stops after the last one
+            for member, data in zip(members, inputs):
+                member.add_buffer_reader(data)
+
+        def finish():
+            group.stop()
+            chunks.extend(free_ring)
+            chunks.extend(data_ring)
+
+        return start, data_ring, group.add_free_chunk, finish
+
+    return time_chunk_receive(setup, heap_size, n_heaps, min_reps, max_reps, budget)
 
 
 def scenario_chunk_recv_udp(api, heap_size, heaps_per_chunk=64, place="numba", max_chunks=4,

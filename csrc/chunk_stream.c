@@ -4,13 +4,28 @@
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chunk_ring.h"
 #include "stats.h"
 
+/* Heaps smaller than this are copied as the stream says: with only a few
+ * cache lines per packet, the partial lines at either end dominate. */
+#define NONTEMPORAL_MIN_HEAP 2048
+
 static size_t round_up(size_t size, size_t align)
 {
     return (size + align - 1) / align * align;
+}
+
+/* The size of this core's own (level 2) cache; 1 MiB when unknown. */
+static uint64_t private_cache_size(void)
+{
+    long size = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+    size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return size > 0 ? (uint64_t) size : UINT64_C(1) << 20;
 }
 
 /* ---- the window's view of the manager ---- */
@@ -21,15 +36,20 @@ static spead_chunk *window_allocate(void *ctx, int64_t chunk_id)
     return c->manager.allocate(c->manager.ctx, chunk_id);
 }
 
+/* Payloads may have been written with unfenced streaming stores (see
+ * place()): every way a chunk leaves the stream's hands fences first. */
+
 static void window_ready(void *ctx, spead_chunk *chunk)
 {
     spead_chunker *c = ctx;
+    spead_store_fence();
     c->manager.ready(c->manager.ctx, chunk);
 }
 
 static void window_head_updated(void *ctx, uint64_t head)
 {
     spead_chunker *c = ctx;
+    spead_store_fence();
     if (c->manager.head_updated)
         c->manager.head_updated(c->manager.ctx, head);
 }
@@ -125,6 +145,12 @@ static void place(void *ctx, const spead_packet *pkt, spead_heap_dest *dest)
     }
     dest->data = chunk->data + d->heap_offset;
     dest->capacity = length;
+    /* A chunk larger than this core's cache leaves it before the consumer,
+     * on another core, reads it: its payload is written with streaming
+     * stores, which do not read each destination line before overwriting
+     * it (only the partial lines at a packet's ends are written normally). */
+    if (chunk->data_size >= c->bypass_cache_from && length >= NONTEMPORAL_MIN_HEAP)
+        dest->copy = c->copy_nontemporal;
     dest->chunk = chunk;
     dest->chunk_id = chunk_id;
     dest->heap_index = d->heap_index;
@@ -174,6 +200,8 @@ spead_chunker *spead_chunker_new(const spead_chunker_config *config,
     c->manager = *manager;
     c->batch_stats = batch_stats;
     c->log = log;
+    c->bypass_cache_from = private_cache_size();
+    c->copy_nontemporal = spead_memcpy_nontemporal_unfenced();
     /* the place data, then the items, then the extra scratch, each aligned */
     size_t items_at = round_up(sizeof(spead_chunk_place_data), alignof(int64_t));
     size_t extra_at = round_up(items_at + config->n_items * sizeof(int64_t), alignof(max_align_t));
@@ -214,6 +242,14 @@ void spead_chunker_free(spead_chunker *c)
     free(c->place_storage);
     free(c->item_ids);
     free(c);
+}
+
+void spead_chunker_end_batch(spead_chunker *c)
+{
+    (void) c;
+    /* another thread may flush this stream's window (a group member
+     * catching up a lagging one) once the stream lock is free */
+    spead_store_fence();
 }
 
 void spead_chunker_flush(spead_chunker *c)

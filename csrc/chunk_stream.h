@@ -73,6 +73,8 @@ typedef struct spead_chunker {
     spead_chunk_place_data *place_data;    /* with its items and extra storage */
     void *place_storage;
     uint64_t *batch_stats;                 /* where the place callback counts */
+    uint64_t bypass_cache_from;            /* chunks of this many bytes or more: see place() */
+    spead_memcpy_fn copy_nontemporal;
     spead_logq *log;                       /* for dropped heaps */
 } spead_chunker;
 
@@ -81,6 +83,8 @@ spead_chunker *spead_chunker_new(const spead_chunker_config *config,
                                  const spead_chunk_manager *manager, uint64_t *batch_stats,
                                  spead_logq *log);
 void spead_chunker_free(spead_chunker *c);
+/* At the end of each batch of packets, before the stream lock is released. */
+void spead_chunker_end_batch(spead_chunker *c);
 /* Hand on every chunk in the window, in order. */
 void spead_chunker_flush(spead_chunker *c);
 /* Move the window's head to ``target`` at least (a group's eviction). */

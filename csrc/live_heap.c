@@ -29,12 +29,45 @@ const char *spead_feed_result_string(int result)
 /* Below this many pointers a linear scan finds repeats faster than a hash. */
 #define INLINE_POINTERS 16
 
+/* "Dropped": no destination. */
+static void dest_reset(spead_heap_dest *d)
+{
+    d->data = NULL;
+    d->capacity = 0;
+    d->chunk = NULL;
+    d->chunk_id = -1;
+    d->heap_index = 0;
+    d->copy = NULL;
+}
+
 void live_heap_init(live_heap *h, int64_t cnt, int heap_address_bits)
 {
-    memset(h, 0, sizeof(*h));
+    /* Field by field rather than memset: the compiler turns a memset of the
+     * whole struct into ``rep stos``, and a load from memory just written by
+     * a string store cannot be forwarded from the store buffer; it waits for
+     * every older store to reach the cache, including those of the previous
+     * packet's payload copy, which serialises the next packet behind it. */
     h->cnt = cnt;
     h->heap_address_bits = heap_address_bits;
     h->heap_length = -1;
+    h->received = 0;
+    h->min_length = 0;
+    h->data_end = 0;
+    h->payload = NULL;
+    h->capacity = 0;
+    h->handle = NULL;
+    h->alloc = NULL;
+    h->ranges = NULL;
+    h->n_ranges = 0;
+    h->cap_ranges = 0;
+    h->pointers = NULL;
+    h->n_pointers = 0;
+    h->cap_pointers = 0;
+    h->seen = NULL;
+    h->seen_cap = 0;
+    h->packets = 0;
+    h->placed = 0;
+    dest_reset(&h->dest);
 }
 
 void live_heap_clear(live_heap *h)
@@ -319,17 +352,14 @@ int live_heap_add_packet(live_heap *h, const spead_packet *pkt, const spead_live
          * item by item. As in spead2, a heap is placed when its payload
          * first needs memory: a heap of length 0 never is. */
         if (!h->placed && h->heap_length > 0) {
-            h->dest.data = NULL;
-            h->dest.capacity = 0;
-            h->dest.chunk = NULL;
-            h->dest.chunk_id = -1;
-            h->dest.heap_index = 0;
+            dest_reset(&h->dest);
             placement->place(placement->ctx, pkt, &h->dest);
             h->placed = 1;
         }
         if (length > 0 && h->dest.data && end <= h->dest.capacity
             && placement->admit(placement->ctx, &h->dest, pkt))
-            env->copy(h->dest.data + offset, pkt->payload, (size_t) length);
+            (h->dest.copy ? h->dest.copy : env->copy)(h->dest.data + offset, pkt->payload,
+                                                      (size_t) length);
     } else {
         p = pkt->pointers;
         for (int i = 0; i < pkt->n_items; i++, p += SPEAD_POINTER_SIZE) {

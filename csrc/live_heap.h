@@ -40,6 +40,7 @@ typedef struct {
     void *chunk;                  /* the placement's own (NULL: no chunk) */
     int64_t chunk_id;
     size_t heap_index;
+    spead_memcpy_fn copy;         /* the copy for this heap's payload (NULL: the stream's) */
 } spead_heap_dest;
 
 /* Instead of allocating payload memory for each heap, ask a placement. */

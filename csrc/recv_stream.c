@@ -232,6 +232,8 @@ int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
     }
     spead_logq_set_current(NULL);
     merge_batch_stats(s);
+    if (s->chunker)
+        spead_chunker_end_batch(s->chunker);
     if (s->chunker && s->config.chunk_manager.after_batch)
         s->config.chunk_manager.after_batch(s->config.chunk_manager.ctx);
     pthread_mutex_unlock(&s->lock);

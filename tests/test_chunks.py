@@ -292,6 +292,64 @@ def test_bounds_exactly_fitting_heaps_accepted():
     assert result.stats["rejected_heaps"] == 0
 
 
+def _large_chunk_bytes():
+    """Chunk data larger than this core's own cache (where payloads go
+    with streaming stores): at least 8 MiB, and twice the level 2 cache."""
+    try:
+        l2 = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (ValueError, OSError):
+        l2 = 0
+    return max(8 << 20, 2 * max(l2, 0))
+
+
+@pytest.mark.parametrize("memcpy", [spead2.MEMCPY_STD, spead2.MEMCPY_NONTEMPORAL])
+def test_large_chunks_get_exactly_the_payload(memcpy):
+    """Heaps of many packets, of every alignment and size (including
+    packets too short for streaming stores), interleaved, into chunks larger
+    than the cache: every byte of each heap lands, and nothing around it
+    changes."""
+    rng = random.Random(7)
+    data_bytes = _large_chunk_bytes()
+    heaps_per_chunk = 24
+    expected = [bytearray(data_bytes) for _ in range(2)]
+    present = [bytearray(heaps_per_chunk) for _ in range(2)]
+    pending = []
+    cnt = 0
+    for chunk_id in range(2):
+        pos = rng.randrange(64)
+        for index in range(heaps_per_chunk):
+            size = rng.choice([rng.randint(2048, 70000), rng.randint(1, 300),
+                               rng.randint(300, 2047)])
+            pos += rng.randrange(0, 200)
+            if pos + size > data_bytes:
+                break
+            payload = bytes(rng.getrandbits(8) for _ in range(size)) if size < 4096 \
+                else rng.randbytes(size)
+            per_packet = rng.choice([rng.randint(64, 9000), 8924, 8192, 1000, 150])
+            cnt += 1
+            pending.append(direct_heap(cnt, payload, per_packet, chunk=chunk_id, index=index,
+                                       offset=pos))
+            expected[chunk_id][pos:pos + size] = payload
+            present[chunk_id][index] = 1
+            pos += size
+    packets = []
+    while pending:   # three heaps at a time, their packets interleaved
+        group, pending = pending[:3], pending[3:]
+        while group:
+            for h in list(group):
+                packets.append(h.pop(0))
+                if not h:
+                    group.remove(h)
+    result = run(packets, direct_config(2), config=StreamConfig(max_heaps=4, memcpy=memcpy),
+                 data_bytes=data_bytes, present_bytes=heaps_per_chunk, free=2, data_ring=2,
+                 recycle=False)
+    assert [c.chunk_id for c in result.chunks] == [0, 1]
+    for chunk, want, want_present in zip(result.chunks, expected, present):
+        assert chunk.data == bytes(want)
+        assert chunk.present == bytes(want_present)
+    assert result.stats["rejected_heaps"] == 0
+
+
 def test_extra_without_chunk_extra_is_dropped():
     result = run(heap(1, 0, 0, extra_offset=0, extra_size=4) + heap(2, 0, 1),
                  direct_config(1, max_heap_extra=8), extra_bytes=None)
@@ -736,7 +794,7 @@ def timestamp_packets(heap_size, n, rng, channels=4):
     wrong size, some with the channel out of range or missing."""
     out = []
     for cnt in range(1, n + 1):
-        ts = rng.randrange(0, 40) * heap_size
+        ts = rng.randrange(0, 40) * heap_size + rng.choice([0, 0, rng.randrange(heap_size)])
         chan = rng.randrange(0, channels + 1)
         size = heap_size if rng.random() > 0.05 else heap_size // 2
         items = [(True, 0x1600, ts)]
@@ -747,9 +805,11 @@ def timestamp_packets(heap_size, n, rng, channels=4):
     return out
 
 
-def test_chunk_placement_matches_numba_callback():
+@pytest.mark.parametrize("heap_size, times, width", [(128, 4, 16), (96, 3, 12)])
+def test_chunk_placement_matches_numba_callback(heap_size, times, width):
     """The same rule as a ChunkPlacement and as a numba callback: the same
-    chunks, present, data, extra and statistics."""
+    chunks, present, data, extra and statistics; steps and divisors powers
+    of two or not."""
     import numba
     from numba import types
 
@@ -757,7 +817,7 @@ def test_chunk_placement_matches_numba_callback():
     from spead2.recv.numba import chunk_place_data
     import scipy
 
-    heap_size, times, channels = 128, 4, 4
+    channels = 4
 
     @numba.cfunc(types.void(types.CPointer(chunk_place_data), types.uintp), nopython=True)
     def place(data_ptr, data_size):
@@ -767,7 +827,7 @@ def test_chunk_placement_matches_numba_callback():
         if ts < 0 or chan < 0 or length != heap_size:
             return
         t = (ts % (times * heap_size)) // heap_size
-        c = chan // 16
+        c = chan // width
         if c >= channels:
             return
         index = t * channels + c
@@ -780,7 +840,7 @@ def test_chunk_placement_matches_numba_callback():
         data[0].extra_size = 8
 
     placement = ChunkPlacement(chunk_item=0x1600, chunk_step=times * heap_size,
-                               axes=[("chunk", times, heap_size), (0x4103, channels, 16)],
+                               axes=[("chunk", times, heap_size), (0x4103, channels, width)],
                                heap_size=heap_size, extra=True)
     assert placement.items == [0x1600, 0x4103, spead2.HEAP_LENGTH_ID]
     assert placement.heaps_per_chunk == times * channels

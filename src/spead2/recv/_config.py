@@ -348,6 +348,12 @@ class ChunkStreamConfig(_Config):
     :class:`ChunkPlacement`), ``max_heap_extra`` (the most bytes one heap may
     write into ``Chunk.extra``). Packet presence is switched with
     :meth:`enable_packet_presence` and :meth:`disable_packet_presence`.
+
+    The stream's ``StreamConfig.memcpy`` applies to the payloads, except
+    that heaps of 2 KiB or more going into chunks at least as large as the
+    CPU's level 2 cache (1 MiB if unknown) are written with non-temporal
+    stores (on x86) whatever it says: such a chunk leaves the receiving
+    core's cache before it is read.
     """
 
     DEFAULT_MAX_CHUNKS = 2
