@@ -595,6 +595,7 @@ def test_bench_passes_try_each_rate_that_many_times():
     assert result.returncode == 0, result.stderr
     s = summary_json(result.stdout)
     assert s["passes"] == 3
+    assert s["loss_allowed"] == 0
     assert [t["rate"] for t in s["trials"]] == [1e6] * 3
     assert s["best_rate"] == 1e6
     rates = [t["send_rate"] for t in s["trials"]]
