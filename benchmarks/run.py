@@ -784,9 +784,9 @@ def e2e_values(runs):
 def e2e_details(results):
     """Each end-to-end run: its figure, and how fast its sender went unthrottled."""
     lines = [f"UDP end to end, each run (GB/s; each rate tried in {e2e.REF_PASSES} passes of "
-             f"about 1 GB, all lossless; ours also with no heap lost, the reference allowing "
-             f"one per pass; in brackets the sender's unthrottled rate; see "
-             f"`benchmarks/e2e.py`):", ""]
+             f"about 1 GB, each allowed to lose {e2e.REF_LOSS_ALLOWED} heap, as the reference "
+             f"judges; in brackets the sender's unthrottled rate; see `benchmarks/e2e.py`):",
+             ""]
     for packet, runs in results.items():
         cells = {}
         for impl in ("ref", "ours"):
