@@ -43,6 +43,9 @@ PROCESS_START_SECONDS = 10.0
 # How long the receiver may take to see the end of the stream once the
 # sender has finished, before it is told to stop.
 DRAIN_SECONDS = 1.0
+# How long a process may take to end after SIGINT (a loaded machine can
+# starve it for seconds) before it is killed.
+STOP_SECONDS = 15.0
 # Fewest heaps in a trial, however slow its rate.
 MIN_TRIAL_HEAPS = 10
 
@@ -240,7 +243,9 @@ class Bench:
             _stop(receiver)
             collector.join(5.0)
             if receiver.returncode != 0:
-                raise ToolError(f"the receiver failed: {collector.error_line()}")
+                status = receiver.returncode
+                how = (f"killed by signal {-status}" if status < 0 else f"exit status {status}")
+                raise ToolError(f"the receiver failed ({how}): {collector.error_line()}")
             received = _last_json(receiver.stdout.read(), "the receiver")
             trial.received = received["heaps"]
         finally:
@@ -330,7 +335,7 @@ def _stop(proc: subprocess.Popen) -> None:
         return
     proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(5.0)
+        proc.wait(STOP_SECONDS)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
