@@ -57,7 +57,7 @@ SETTINGS = {
     "udp_e2e": ({"packets": [JUMBO, SMALL_PACKET], "reps": 3, "max_time": 600},
                 {"packets": [JUMBO], "reps": 1, "max_time": 300}),
     "capture": ({"sizes": [SMALL_PACKET, JUMBO], "reps": 3, "rates": capture.RATES,
-                 "seconds": 0.5},
+                 "seconds": 0.25},
                 {"sizes": [SMALL_PACKET], "reps": 1, "rates": capture.QUICK_RATES,
                  "seconds": 0.5}),
     "recv_pcap": ({"n_heaps": 1024, "runs": 5}, {"n_heaps": 128, "runs": 2}),

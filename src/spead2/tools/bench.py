@@ -43,7 +43,7 @@ PROCESS_START_SECONDS = 10.0
 # How long the receiver may take to see the end of the stream once the
 # sender has finished, before it is told to stop.
 DRAIN_SECONDS = 1.0
-# How long a process may take to end after SIGINT (a loaded machine can
+# How long a process may take to end when told to (a loaded machine can
 # starve it for seconds) before it is killed.
 STOP_SECONDS = 15.0
 # Fewest heaps in a trial, however slow its rate.
@@ -330,10 +330,14 @@ class Bench:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Ask a process to stop (as Ctrl-C would) and make sure it has."""
+    """Ask a process to stop (as Ctrl-C would) and make sure it has.
+
+    SIGTERM rather than SIGINT: the tools treat both alike, but a program
+    started in the background by a shell inherits SIGINT ignored, and so
+    would this one's children."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(STOP_SECONDS)
     except subprocess.TimeoutExpired:
