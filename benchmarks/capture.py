@@ -47,7 +47,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 CAPTURERS = ("tcpdump", "ours")
-# Datagrams per second
+# Datagrams per second, for 1472-byte datagrams; other sizes get the same
+# bytes per second (``rates_for``)
 RATES = [100e3, 200e3, 300e3, 400e3, 500e3, 700e3]
 QUICK_RATES = [100e3, 300e3, 500e3]
 SETTLE = 1.0            # seconds for a capturer to drain its queue after the sender ends
@@ -197,6 +198,13 @@ def trial(kind: str, blaster: Path, python: str, env: Dict[str, str], work: Path
     return record
 
 
+def rates_for(size: int, rates: List[float]) -> List[float]:
+    """The target rates for ``size``-byte datagrams: as many bytes per
+    second as ``rates`` of 1472-byte ones (never more datagrams)."""
+    scale = min(1.0, 1472 / size)
+    return [round(rate * scale, -3) for rate in rates]
+
+
 def highest_lossless(trials: List[Dict[str, Any]]) -> Optional[float]:
     """The highest achieved rate of a lossless trial whose lower target
     rates were all lossless too (None if none was)."""
@@ -223,7 +231,7 @@ def run(python: str, env: Dict[str, str], sizes: List[int], reps: int, rates: Li
             for rep in range(reps):
                 trials: Dict[str, List[Dict[str, Any]]] = {k: [] for k in CAPTURERS}
                 lossy = {k: 0 for k in CAPTURERS}
-                for i, rate in enumerate(rates):
+                for i, rate in enumerate(rates_for(size, rates)):
                     order = CAPTURERS if (i + rep) % 2 == 0 else CAPTURERS[::-1]
                     for kind in order:
                         if lossy[kind] >= 2 or (trials[kind] and not trials[kind][-1].get("ok")):
