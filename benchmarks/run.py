@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import refimpl  # noqa: E402
 
+import capture  # noqa: E402
 import e2e  # noqa: E402
 
 MiB = 1 << 20
@@ -53,8 +54,12 @@ SETTINGS = {
                        {"n_heaps": 128, "budget": 0.5, "rounds": 1}),
     "send_udp_small": ({"n_heaps": 20000, "budget": 3.0, "rounds": 2},
                        {"n_heaps": 5000, "budget": 0.5, "rounds": 1}),
-    "udp_e2e": ({"packets": [JUMBO, SMALL_PACKET], "reps": 3, "max_time": 60},
-                {"packets": [JUMBO], "reps": 1, "max_time": 20}),
+    "udp_e2e": ({"packets": [JUMBO, SMALL_PACKET], "reps": 3, "max_time": 600},
+                {"packets": [JUMBO], "reps": 1, "max_time": 300}),
+    "capture": ({"sizes": [SMALL_PACKET, JUMBO], "reps": 3, "rates": capture.RATES,
+                 "seconds": 0.25},
+                {"sizes": [SMALL_PACKET], "reps": 1, "rates": capture.QUICK_RATES,
+                 "seconds": 0.5}),
     "recv_pcap": ({"n_heaps": 1024, "runs": 5}, {"n_heaps": 128, "runs": 2}),
     "chunk_buffer_4k": ({"n_heaps": 32768, "budget": 3.0, "rounds": 5},
                         {"n_heaps": 8192, "budget": 0.5, "rounds": 1}),
@@ -305,11 +310,20 @@ def bench_send_udp_small(runner, s, work):
 def bench_udp_e2e(runner, s, work):
     """Each library to itself over UDP loopback, with its own bench tool."""
     out = {}
+    # a search takes minutes: bounded by its own --max-time, not --timeout
+    timeout = max(runner.timeout, s["max_time"] + 300)
     for packet in s["packets"]:
         out[str(packet)] = e2e.run({k: str(v) for k, v in runner.pythons.items()}, runner.envs,
-                                   MiB, packet, s["reps"], s["max_time"], runner.timeout,
-                                   runner.log)
+                                   MiB, packet, s["reps"], s["max_time"], timeout, runner.log)
     return out
+
+
+def bench_capture(runner, s, work):
+    """``spead2-recv --capture`` against ``tcpdump -w`` (``capture.py``)."""
+    if "ours" in runner.disabled:
+        return {"error": runner.disabled["ours"]}
+    return capture.run(str(runner.pythons["ours"]), runner.envs["ours"], s["sizes"], s["reps"],
+                       s["rates"], s["seconds"], runner.log)
 
 
 # How the capture gets into the page cache: (label, bytes per write call).
@@ -692,13 +706,13 @@ def build_report(results, meta, errors):
             "heaps_per_s")
     if "udp_e2e" in results:
         for packet, runs in results["udp_e2e"].items():
-            med = {impl: median_or_none([v for v in runs[impl] if v is not None])
-                   for impl in ("ref", "ours")}
-            spread = {impl: fmt_spread(runs[impl]) for impl in ("ref", "ours")}
+            values = {impl: e2e_values(runs[impl]) for impl in ("ref", "ours")}
+            med = {impl: median_or_none(values[impl]) for impl in ("ref", "ours")}
+            spread = {impl: fmt_spread(values[impl]) for impl in ("ref", "ours")}
             rows.append(f"| UDP loopback end to end, each library to itself with its own bench "
                         f"tool (ours `spead2-bench`, reference `spead2_bench.py master/agent`), "
-                        f"1 MiB heaps in {packet}-byte packets: highest lossless rate, median "
-                        f"(min-max) of {len(runs['ours'])} | GB/s | "
+                        f"1 MiB heaps in {packet}-byte packets: highest lossless rate as sent, "
+                        f"median (min-max) of {len(runs['ours'])} runs | GB/s | "
                         f"{fmt_rate(med['ref'], 'GB/s')} {spread['ref']} | "
                         f"{fmt_rate(med['ours'], 'GB/s')} {spread['ours']} | "
                         f"{fmt_ratio(med['ours'], med['ref'])} | | |")
@@ -796,12 +810,49 @@ def build_report(results, meta, errors):
         lines += [f"Capture replay, file {state}, min / median / max: reference "
                   f"{spread('ref')}; ours {spread('ours')}.", ""]
 
+    if "udp_e2e" in results:
+        lines += e2e_details(results["udp_e2e"])
+    if "capture" in results:
+        lines += capture.report_lines(results["capture"])
     lines += chunk_report(results)
     if errors:
         lines += ["Not measured:", ""]
         lines += [f"- {e}" for e in errors]
         lines.append("")
     return "\n".join(lines)
+
+
+def e2e_values(runs):
+    """The figures (GB/s) of the runs of one side that found a lossless rate."""
+    return [r["gbps"] for r in runs if r.get("ok") and r.get("gbps")]
+
+
+def e2e_details(results):
+    """Each end-to-end run: its figure, and how fast its sender went unthrottled."""
+    lines = [f"UDP end to end, each run (GB/s; each rate tried in {e2e.REF_PASSES} passes of "
+             f"about 1 GB, each allowed to lose {e2e.REF_LOSS_ALLOWED} heap, as the reference "
+             f"judges; in brackets the sender's unthrottled rate; see `benchmarks/e2e.py`):",
+             ""]
+    for packet, runs in results.items():
+        cells = {}
+        for impl in ("ref", "ours"):
+            parts = []
+            for r in runs[impl]:
+                if not r.get("ok"):
+                    parts.append(f"n/a ({short_error(r.get('error') or 'failed')})")
+                    continue
+                if impl == "ref":
+                    un = r.get("unthrottled_gbps")
+                    if r.get("limited_by_send"):
+                        un = r["gbps"]
+                else:
+                    first = (r.get("trials") or [{}])[0]
+                    un = (first.get("send_rate") or 0) / 1e9 or None
+                sender = f" ({un:.2f})" if un else ""
+                parts.append(f"{r['gbps']:.2f}{sender} in {r.get('seconds', 0):.0f} s")
+            cells[impl] = "; ".join(parts) or "n/a"
+        lines.append(f"- {packet}-byte packets: reference {cells['ref']}; ours {cells['ours']}")
+    return lines + [""]
 
 
 def fmt_chunk_spread(result, key="rates"):
@@ -929,6 +980,19 @@ def collect_errors(results):
             for impl in ("ref", "ours"):
                 for t in pair["trials"][impl]:
                     add(name, impl, t)
+        elif name == "udp_e2e":
+            for runs in pair.values():
+                for impl in ("ref", "ours"):
+                    for r in runs[impl]:
+                        add(f"{name}", impl, r)
+        elif name == "capture":
+            if "error" in pair:
+                add(name, "ours", {"ok": False, "error": pair["error"]})
+            for res in pair.values():
+                for sweep in res.get("sweeps", []) if isinstance(res, dict) else []:
+                    for kind, trials in sweep.items():
+                        for t in trials:
+                            add(name, kind, t)
         elif name in ("recv_udp", "chunk_udp"):
             for sweep in pair["sweeps"]:
                 for impl in ("ref", "ours"):

@@ -6,11 +6,15 @@
  * receive time (SCM_TIMESTAMPNS), the address it was sent to (IP_PKTINFO
  * or IPV6_PKTINFO: a multicast group, or which local address), the
  * socket's drop counter (SO_RXQ_OVFL) and, for a coalesced train, its
- * segment size (UDP_GRO). Records go into one large buffer, written out
- * when the next record might not fit. */
+ * segment size (UDP_GRO). Records go into a large buffer; a full buffer
+ * is handed to a writer thread and receiving goes on in the next free one,
+ * so that a write that stalls (page cache allocation, writeback, a slow
+ * pipe) does not stall receiving until every buffer is full. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +43,10 @@
 /* Room for a timestamp, packet information, the drop counter and a
  * segment size, each with its header (about 130 bytes on 64-bit Linux). */
 #define CAPTURE_CONTROL 256
-/* Records are gathered into this much memory between writes. */
-#define CAPTURE_OUT_BUFFER ((size_t) 8 << 20)
+/* Records are gathered into buffers of this size, written out whole by
+ * the writer thread, which may lag by all but one of them. */
+#define CAPTURE_OUT_BUFFER ((size_t) 4 << 20)
+#define CAPTURE_OUT_BUFFERS 8
 
 typedef struct {
     int fd;
@@ -50,6 +56,27 @@ typedef struct {
     uint32_t drops;         /* the last drop counter the kernel reported */
 } capture_socket;
 
+/* Buffers go round: the one being filled (``out``), then the queue of
+ * full ones (``queue[head..head+queued)``, written in order by the writer
+ * thread, the first from ``written`` on), then the free ones. */
+typedef struct {
+    pthread_t thread;
+    int started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;        /* for the writer: work, or time to end */
+    pthread_cond_t done;        /* for the capture: a buffer was written, or a write failed */
+    uint8_t *queue[CAPTURE_OUT_BUFFERS];
+    size_t queue_len[CAPTURE_OUT_BUFFERS];
+    int head, queued;
+    size_t written;             /* bytes of the first queued buffer already written */
+    uint8_t *free_bufs[CAPTURE_OUT_BUFFERS];
+    int n_free;
+    int error;                  /* errno of a failed write: the writer waits for a retry */
+    int retry;
+    int writing;
+    int stop;
+} capture_writer;
+
 struct capture {
     capture_socket *socks;
     struct pollfd *pfds;
@@ -58,6 +85,7 @@ struct capture {
     int format;
     uint8_t *out;
     size_t out_len;
+    capture_writer w;
     uint8_t *slots;
     uint8_t *control;
     struct mmsghdr msgs[CAPTURE_BATCH];
@@ -156,6 +184,113 @@ static int setup_socket(capture_socket *s, int fd, int gro, char *err, size_t er
     return 0;
 }
 
+/* Write the queued buffers, in order, until told to stop. */
+static void *writer_main(void *arg)
+{
+    capture *c = arg;
+    capture_writer *w = &c->w;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->stop && (w->queued == 0 || (w->error && !w->retry)))
+            pthread_cond_wait(&w->wake, &w->lock);
+        if (w->stop)
+            break;  /* what was not flushed is dropped, as the buffers are */
+        w->error = 0;
+        w->retry = 0;
+        uint8_t *buf = w->queue[w->head];
+        size_t len = w->queue_len[w->head];
+        size_t done = w->written;
+        w->writing = 1;
+        pthread_mutex_unlock(&w->lock);
+        int e = 0;
+        while (done < len) {
+            ssize_t n = write(c->out_fd, buf + done, len - done);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                e = errno;
+                break;
+            }
+            done += (size_t) n;
+            __atomic_add_fetch(&c->stats.file_bytes, (uint64_t) n, __ATOMIC_RELAXED);
+        }
+        pthread_mutex_lock(&w->lock);
+        w->writing = 0;
+        if (e) {
+            /* the rest stays queued, for a later attempt */
+            w->written = done;
+            w->error = e;
+        } else {
+            w->written = 0;
+            w->head = (w->head + 1) % CAPTURE_OUT_BUFFERS;
+            w->queued--;
+            w->free_bufs[w->n_free++] = buf;
+        }
+        pthread_cond_broadcast(&w->done);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int writer_start(capture *c)
+{
+    capture_writer *w = &c->w;
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->wake, NULL);
+    pthread_cond_init(&w->done, NULL);
+    for (int i = 0; i < CAPTURE_OUT_BUFFERS - 1; i++) {
+        if (!(w->free_bufs[i] = malloc(CAPTURE_OUT_BUFFER)))
+            return -1;
+        w->n_free++;
+    }
+    /* signals are for the capturing thread, whose waits they interrupt */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, writer_main, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -1;
+    w->started = 1;
+    return 0;
+}
+
+/* Queue the buffer being filled for writing and take a free one, waiting
+ * for the writer if every buffer is full. Returns 0, or -errno if a write
+ * failed (the records stay queued: capture_flush tries again). */
+static int hand_over(capture *c)
+{
+    capture_writer *w = &c->w;
+    int rc = 0;
+    pthread_mutex_lock(&w->lock);
+    if (w->error) {
+        rc = -w->error;
+    } else {
+        if (c->out_len > 0) {
+            int tail = (w->head + w->queued) % CAPTURE_OUT_BUFFERS;
+            w->queue[tail] = c->out;
+            w->queue_len[tail] = c->out_len;
+            w->queued++;
+            c->out = NULL;
+            c->out_len = 0;
+            pthread_cond_signal(&w->wake);
+        }
+        while (!c->out && !w->error) {
+            if (w->n_free > 0) {
+                c->out = w->free_bufs[--w->n_free];
+                break;
+            }
+            pthread_cond_wait(&w->done, &w->lock);
+        }
+        if (!c->out)
+            rc = -w->error;
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (rc)
+        c->failed = -1;
+    return rc;
+}
+
 capture *capture_create(const int *fds, size_t n_fds, int out_fd, int format, int gro,
                         char *err, size_t err_len)
 {
@@ -164,7 +299,8 @@ capture *capture_create(const int *fds, size_t n_fds, int out_fd, int format, in
         || !(c->pfds = calloc(n_fds ? n_fds : 1, sizeof(*c->pfds)))
         || !(c->out = malloc(CAPTURE_OUT_BUFFER))
         || !(c->slots = malloc((size_t) CAPTURE_BATCH * CAPTURE_SLOT))
-        || !(c->control = malloc((size_t) CAPTURE_BATCH * CAPTURE_CONTROL))) {
+        || !(c->control = malloc((size_t) CAPTURE_BATCH * CAPTURE_CONTROL))
+        || writer_start(c) != 0) {
         snprintf(err, err_len, "out of memory");
         capture_destroy(c);
         return NULL;
@@ -197,6 +333,23 @@ void capture_destroy(capture *c)
 {
     if (!c)
         return;
+    capture_writer *w = &c->w;
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->stop = 1;
+        pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+    }
+    for (int i = 0; i < w->queued; i++)
+        free(w->queue[(w->head + i) % CAPTURE_OUT_BUFFERS]);
+    for (int i = 0; i < w->n_free; i++)
+        free(w->free_bufs[i]);
+    if (w->started) {
+        pthread_mutex_destroy(&w->lock);
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->done);
+    }
     free(c->socks);
     free(c->pfds);
     free(c->out);
@@ -207,23 +360,26 @@ void capture_destroy(capture *c)
 
 int capture_flush(capture *c)
 {
-    size_t done = 0;
-    int rc = 0;
-    while (done < c->out_len) {
-        ssize_t n = write(c->out_fd, c->out + done, c->out_len - done);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            c->failed = -1;
-            break;
-        }
-        done += (size_t) n;
+    capture_writer *w = &c->w;
+    pthread_mutex_lock(&w->lock);
+    if (w->error) {
+        /* try again what failed before */
+        w->retry = 1;
+        pthread_cond_signal(&w->wake);
+        while (w->retry || w->writing)
+            pthread_cond_wait(&w->done, &w->lock);
     }
-    /* on failure the rest stays buffered, for a later attempt */
-    memmove(c->out, c->out + done, c->out_len - done);
-    c->out_len -= done;
-    c->stats.file_bytes += done;
+    pthread_mutex_unlock(&w->lock);
+    int rc = hand_over(c);
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&w->lock);
+    while (w->queued > 0 && !w->error)
+        pthread_cond_wait(&w->done, &w->lock);
+    rc = -w->error;
+    pthread_mutex_unlock(&w->lock);
+    if (rc)
+        c->failed = -1;
     return rc;
 }
 
@@ -231,8 +387,8 @@ int capture_flush(capture *c)
 static int record(capture *c, const pcap_udp *d, uint64_t ts_ns)
 {
     size_t need = pcapw_record_size(c->format, d->ip_version, d->payload_len);
-    if (CAPTURE_OUT_BUFFER - c->out_len < need) {
-        int rc = capture_flush(c);
+    if (!c->out || CAPTURE_OUT_BUFFER - c->out_len < need) {
+        int rc = hand_over(c);
         if (rc != 0)
             return rc;
     }

@@ -7,8 +7,9 @@
  * nanoseconds, the destination address of each datagram, the socket's
  * drop counter, and coalesced receives where the kernel offers them) and
  * makes them non-blocking. Datagrams are taken in batches (recvmmsg) and
- * their records gathered in a large buffer, written out with large writes
- * when it fills and on capture_flush.
+ * their records gathered in large buffers, written out whole by a thread of
+ * the capture's own as each fills (receiving goes on meanwhile), and on
+ * capture_flush.
  *
  * Everything here is meant to run without the GIL: capture_run returns to
  * the caller at least every ``timeout_ms``, and at once when a signal

@@ -589,6 +589,20 @@ def test_bench_json():
     assert s["best_rate"] == 1e6
 
 
+def test_bench_passes_try_each_rate_that_many_times():
+    result = run_tool("bench", "--heap-size", "4Ki", "--heaps", "10", "--max-time", "15",
+                      "--min-rate", "1M", "--max-rate", "1M", "--passes", "3", "--json",
+                      timeout=120)
+    assert result.returncode == 0, result.stderr
+    s = summary_json(result.stdout)
+    assert s["passes"] == 3
+    assert s["loss_allowed"] == 0
+    assert [t["rate"] for t in s["trials"]] == [1e6] * 3
+    assert s["best_rate"] == 1e6
+    rates = [t["send_rate"] for t in s["trials"]]
+    assert s["best_send_rate"] == pytest.approx(sum(rates) / 3)
+
+
 # ---------------------------------------------------------------------------
 # Errors: one line, non-zero exit, no traceback
 
