@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,13 +71,30 @@ static double mono_clock(void *ctx)
  * representable timespec; the loop sleeps again if needed. */
 #define PACE_MAX_SLEEP 31536000.0
 
+/* Timer slack for pacing sleeps: a thread's default (50 us) lets a sleep end
+ * that late, which at high rates costs more than the bursts themselves. */
+#define PACE_TIMER_SLACK_NS 1000UL
+/* Bounds of how early a pacing sleep aims to end, to make up for the time the
+ * kernel takes to wake the thread. */
+#define PACE_LEAD_MAX 100e-6
+
+/* How early this thread's pacing sleeps aim to end: learnt from how late the
+ * past ones ended, so that bursts start on time on average. */
+static __thread double pace_lead;
+
 static void mono_sleep_until(void *ctx, double t)
 {
-    for (;;) {
-        double now = mono_clock(ctx);
-        if (!(now < t))
-            return;
-        double deadline = t - now > PACE_MAX_SLEEP ? now + PACE_MAX_SLEEP : t;
+    double now = mono_clock(ctx);
+    if (!(now < t))
+        return;
+    /* the calling thread's own slack comes back once the wait is over */
+    int old_slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    int tighten = old_slack > (int) PACE_TIMER_SLACK_NS;
+    if (tighten)
+        prctl(PR_SET_TIMERSLACK, PACE_TIMER_SLACK_NS, 0, 0, 0);
+    double wake = t - pace_lead;
+    while (now < wake) {
+        double deadline = wake - now > PACE_MAX_SLEEP ? now + PACE_MAX_SLEEP : wake;
         struct timespec ts;
         ts.tv_sec = (time_t) deadline;
         long nsec = (long) ((deadline - (double) ts.tv_sec) * 1e9) + 1;
@@ -87,7 +105,13 @@ static void mono_sleep_until(void *ctx, double t)
         ts.tv_nsec = nsec;
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
             ;
+        now = mono_clock(ctx);
     }
+    if (tighten)
+        prctl(PR_SET_TIMERSLACK, (unsigned long) old_slack, 0, 0, 0);
+    /* late > 0: the thread woke after t; move the aim by a quarter of it */
+    double lead = pace_lead + 0.25 * (now - t);
+    pace_lead = lead < 0.0 ? 0.0 : lead > PACE_LEAD_MAX ? PACE_LEAD_MAX : lead;
 }
 
 send_stream *send_stream_new(const send_writer_ops *ops, void *writer, tpool_t *tp,
