@@ -5,6 +5,7 @@ SPEAD packets inside them come from ``packets.py`` (hand-built) or from the
 library's own packetiser. Every read is bounded in time.
 """
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -1094,11 +1095,11 @@ def _wait_for_bytes(path, marker, timeout):
     return False
 
 
-@pytest.mark.interop
-@needs_tcpdump
-def test_tcpdump_capture_of_the_reference_sender(ref_python, tmp_path):
-    name = "large"
-    path = tmp_path / "live.pcap"
+@contextlib.contextmanager
+def tcpdump_on_loopback(path):
+    """Yield a UDP port on loopback whose datagrams tcpdump records into
+    ``path``; on leaving, everything sent to it before is in the file. Skips
+    the test if tcpdump cannot capture here."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         # a bound socket, so the kernel answers the sender with no ICMP errors
         sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -1108,14 +1109,23 @@ def test_tcpdump_capture_of_the_reference_sender(ref_python, tmp_path):
         try:
             if not dump.wait_listening():
                 pytest.skip(f"tcpdump cannot capture on lo here: {dump.stderr.decode()[-300:]}")
-            with ref_python.start_send_udp(port, name, INTEROP_HEAPS, rate=1e8) as sender:
-                sender.finish(timeout=TIMEOUT)
+            yield port
             # loopback keeps order: once this is in the file, so is all before it
             marker = b"spead2py capture marker"
             sink.sendto(marker, ("127.0.0.1", port))
             assert _wait_for_bytes(path, marker, 10.0), "tcpdump did not write the capture"
         finally:
             dump.stop()
+
+
+@pytest.mark.interop
+@needs_tcpdump
+def test_tcpdump_capture_of_the_reference_sender(ref_python, tmp_path):
+    name = "large"
+    path = tmp_path / "live.pcap"
+    with tcpdump_on_loopback(path) as port:
+        with ref_python.start_send_udp(port, name, INTEROP_HEAPS, rate=1e8) as sender:
+            sender.finish(timeout=TIMEOUT)
     theirs, ours = _theirs(ref_python, tmp_path, str(path)), _ours(str(path))
     itemsets.assert_dump_matches(name, theirs, INTEROP_HEAPS, context="tcpdump -> reference: ")
     itemsets.assert_dump_matches(name, ours, INTEROP_HEAPS, context="tcpdump -> ours: ")

@@ -30,8 +30,8 @@ import refimpl
 from conftest import wait_for
 from pcapfiles import _checksum as internet_checksum
 from ports import free_udp_port
-from test_recv_pcap import (FILTER_CASES, _Tcpdump, _wait_for_bytes, filter_capture,
-                            filter_datagrams)
+from test_recv_pcap import (FILTER_CASES, filter_capture, filter_datagrams,
+                            tcpdump_on_loopback)
 from test_tools import (ToolProcess, assert_one_error_line, has_ipv6_loopback, run_tool,
                         summary_json, tool_cmd, tool_env)
 from test_tools import receivers  # noqa: F401  (a fixture: tools started by a test)
@@ -478,23 +478,9 @@ def tcpdump_capture(sent, tmp_path_factory):
         pytest.skip("tcpdump is not installed")
     raw, _ = sent("raw", *STANDARD)
     path = tmp_path_factory.mktemp("tcpdump") / "live.pcap"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
-        # a bound socket, so that the kernel sends no ICMP errors back
-        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        sink.bind(("127.0.0.1", 0))
-        port = sink.getsockname()[1]
-        dump = _Tcpdump(path, port)
-        try:
-            if not dump.wait_listening():
-                pytest.skip(f"tcpdump cannot capture on lo here: {dump.stderr.decode()[-300:]}")
-            result = run_tool("send", "--replay", str(raw), f"127.0.0.1:{port}", "--rate", "50M")
-            assert result.returncode == 0, result.stderr
-            # loopback keeps order: once this is in the file, so is all before it
-            marker = b"spead2py capture marker"
-            sink.sendto(marker, ("127.0.0.1", port))
-            assert _wait_for_bytes(path, marker, 10.0), "tcpdump did not write the capture"
-        finally:
-            dump.stop()
+    with tcpdump_on_loopback(path) as port:
+        result = run_tool("send", "--replay", str(raw), f"127.0.0.1:{port}", "--rate", "50M")
+        assert result.returncode == 0, result.stderr
     return path, port, raw_packets(raw.read_bytes())
 
 
