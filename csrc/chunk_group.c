@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "chunk_window.h"
+#include "deadline.h"
 #include "recv_stream.h"
 
 /* How often a member waiting for the group looks again at members it could
@@ -130,16 +131,6 @@ static void member_catch_up(group_member *m, uint64_t target)
         spead_chunker_flush_until(s->chunker, target);
 }
 
-static void deadline_after_ms(struct timespec *ts, int ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_nsec += (long) ms * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 /* With the member's stream lock held, so other members' locks may only be
  * tried, never waited for. */
 static spead_chunk *member_allocate(void *ctx, int64_t chunk_id)
@@ -174,7 +165,7 @@ static spead_chunk *member_allocate(void *ctx, int64_t chunk_id)
                     break;
             }
             struct timespec ts;
-            deadline_after_ms(&ts, GROUP_RETRY_MS);
+            spead_deadline_after_ms(CLOCK_MONOTONIC, GROUP_RETRY_MS, &ts);
             pthread_cond_timedwait(&g->head_moved, &g->lock, &ts);
         }
     }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "efd.h"
 
 spead_chunk_ring *spead_chunk_ring_new(size_t capacity)
@@ -71,13 +72,7 @@ static const struct timespec *deadline_for(int timeout_ms, struct timespec *ts)
 {
     if (timeout_ms < 0)
         return NULL;
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
+    spead_deadline_after_ms(CLOCK_MONOTONIC, timeout_ms, ts);
     return ts;
 }
 

@@ -1,5 +1,7 @@
 #include "recv_stream.h"
 
+#include "deadline.h"
+
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -548,12 +550,7 @@ void recv_stream_get_stats(recv_stream *s, uint64_t *out)
              * the lock are brief, so look again after a while anyway (a
              * jump of the wall clock only makes that sooner or later) */
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 2000000;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            spead_deadline_after_ms(CLOCK_REALTIME, 2, &ts);
             pthread_cond_timedwait(&s->stats_cond, &s->stats_lock, &ts);
         }
         __atomic_sub_fetch(&s->stats_readers, 1, __ATOMIC_SEQ_CST);

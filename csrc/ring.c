@@ -1,5 +1,6 @@
 #include "ring.h"
 
+#include "deadline.h"
 #include "efd.h"
 
 #include <errno.h>
@@ -86,22 +87,11 @@ int spead_ring_push(spead_ring *r, void *item)
     return 0;
 }
 
-static void deadline_after(struct timespec *ts, int timeout_ms)
-{
-    clock_gettime(CLOCK_MONOTONIC, ts);
-    ts->tv_sec += timeout_ms / 1000;
-    ts->tv_nsec += (long) (timeout_ms % 1000) * 1000000L;
-    if (ts->tv_nsec >= 1000000000L) {
-        ts->tv_sec++;
-        ts->tv_nsec -= 1000000000L;
-    }
-}
-
 int spead_ring_pop(spead_ring *r, void **out, int timeout_ms, int (*give_up)(void *), void *arg)
 {
     struct timespec deadline;
     if (timeout_ms > 0)
-        deadline_after(&deadline, timeout_ms);
+        spead_deadline_after_ms(CLOCK_MONOTONIC, timeout_ms, &deadline);
     pthread_mutex_lock(&r->lock);
     for (;;) {
         if (r->count > 0) {
