@@ -104,6 +104,25 @@ size_t spead_assembler_live(const spead_assembler *a)
     return a->live;
 }
 
+int spead_assembler_payload_window(const spead_assembler *a, int64_t cnt, uint8_t **base,
+                                   uint64_t *data_end, uint64_t *length)
+{
+    if (a->env.placement)
+        return 0;
+    for (size_t link = a->buckets[bucket_of(a, cnt)]; link; link = a->slots[link - 1].chain) {
+        const live_heap *h = &a->slots[link - 1].heap;
+        if (h->cnt != cnt)
+            continue;
+        if (h->heap_length < 0 || !h->payload || h->capacity < (uint64_t) h->heap_length)
+            return 0;
+        *base = h->payload;
+        *data_end = h->data_end;
+        *length = (uint64_t) h->heap_length;
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- the hash of live heaps ---- */
 
 static heap_slot *find(spead_assembler *a, int64_t cnt, uint64_t *stats)

@@ -64,4 +64,13 @@ void spead_assembler_flush(spead_assembler *a, uint64_t *stats);
 /* Number of heaps under assembly. */
 size_t spead_assembler_live(const spead_assembler *a);
 
+/* Where the payload of heap ``cnt`` goes next, for a reader that receives
+ * straight into heap memory: the heap's own memory (``base``), the end of
+ * the furthest payload that has arrived (everything from there on is still
+ * missing) and the heap's length. Returns 0 unless heap ``cnt`` is under
+ * assembly with a known length and memory of its own (not a placement's).
+ * The answer holds only while the caller keeps the assembler to itself. */
+int spead_assembler_payload_window(const spead_assembler *a, int64_t cnt, uint8_t **base,
+                                   uint64_t *data_end, uint64_t *length);
+
 #endif

@@ -370,7 +370,8 @@ int live_heap_add_packet(live_heap *h, const spead_packet *pkt, const spead_live
             if (fresh < 0 || (fresh && pointer_append(h, ptr) != 0))
                 return SPEAD_FEED_NO_MEMORY;
         }
-        if (length > 0)
+        /* a reader may have received the payload straight into place */
+        if (length > 0 && h->payload + offset != pkt->payload)
             env->copy(h->payload + offset, pkt->payload, (size_t) length);
     }
     h->received += length;

@@ -232,6 +232,8 @@ int recv_stream_run_batch(recv_stream *s, spead_reader *r, size_t max_packets)
         if (n > s->stats[SPEAD_STAT_MAX_BATCH])
             s->stats[SPEAD_STAT_MAX_BATCH] = n;
     }
+    if (r->ops->batch_end)
+        r->ops->batch_end(r);
     spead_logq_set_current(NULL);
     merge_batch_stats(s);
     if (s->chunker)

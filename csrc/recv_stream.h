@@ -44,6 +44,9 @@ typedef struct {
     /* The next packet of the current batch; called with the stream lock
      * held. The packet's memory must stay valid until the next call. */
     int (*next)(spead_reader *r, spead_packet *pkt);
+    /* Optional: the batch is over and the stream lock is about to be
+     * released (packets the reader still holds may be assembled later). */
+    void (*batch_end)(spead_reader *r);
     /* Begin I/O. No stream lock held. */
     void (*start)(spead_reader *r);
     /* The ring has room again for a paused reader. Called with the ring

@@ -16,6 +16,7 @@ const char *const spead_stat_names[SPEAD_STAT_CORE_COUNT] = {
     [SPEAD_STAT_TOO_LARGE_PACKETS] = "too_large_packets",
     [SPEAD_STAT_BYTES] = "bytes",
     [SPEAD_STAT_LOG_SUPPRESSED] = "log_suppressed",
+    [SPEAD_STAT_DIRECT_PACKETS] = "direct_packets",
 };
 
 const int spead_stat_modes[SPEAD_STAT_CORE_COUNT] = {

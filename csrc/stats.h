@@ -20,6 +20,7 @@ enum spead_stat_index {
     SPEAD_STAT_TOO_LARGE_PACKETS,       /* datagrams over the reader's max_size */
     SPEAD_STAT_BYTES,                   /* payload bytes accepted */
     SPEAD_STAT_LOG_SUPPRESSED,          /* log lines dropped because the queue was full */
+    SPEAD_STAT_DIRECT_PACKETS,          /* payloads the kernel wrote straight into heap memory */
     SPEAD_STAT_CORE_COUNT
 };
 

@@ -17,7 +17,7 @@ from refimpl import call_with_timeout
 CORE_NAMES = ["heaps", "incomplete_heaps_evicted", "incomplete_heaps_flushed", "packets",
               "batches", "max_batch", "single_packet_heaps", "search_dist", "worker_blocked"]
 OUR_NAMES = ["bad_packets", "rejected_packets", "duplicate_packets", "too_large_packets", "bytes",
-             "log_suppressed"]
+             "log_suppressed", "direct_packets"]
 
 
 class TestStreamConfig:

@@ -214,6 +214,7 @@ class StreamStats:
     too_large_packets: int
     bytes: int
     log_suppressed: int
+    direct_packets: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("StreamStats cannot be constructed; read it from stream.stats")

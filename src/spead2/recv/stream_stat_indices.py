@@ -23,7 +23,9 @@ DUPLICATE_PACKETS = 11
 TOO_LARGE_PACKETS = 12
 BYTES = 13
 LOG_SUPPRESSED = 14
-CUSTOM = 15
+# beyond spead2: payloads received straight into heap memory
+DIRECT_PACKETS = 15
+CUSTOM = 16
 
 for _index, (_name, _mode) in enumerate(_CORE_STATS):
     if globals().get(_name.upper()) != _index:

@@ -6,6 +6,7 @@ formatting of byte counts and rates.
 """
 
 import argparse
+import gc
 import json
 import logging
 import mmap
@@ -281,9 +282,17 @@ _log_handler: Optional[_StderrLogHandler] = None
 
 def setup_complete() -> None:
     """Set-up succeeded: print the log messages held back so far, and print
-    later ones as they come."""
+    later ones as they come.
+
+    Everything set-up created (imported modules, parsers, the stream) is
+    moved out of the garbage collector's view: a full collection would
+    otherwise walk all of it, stopping the tool for several milliseconds in
+    the middle of a transfer (long enough, at gigabytes per second, for a
+    ring or a socket buffer to overflow).
+    """
     if _log_handler is not None:
         _log_handler.stop_holding()
+    gc.freeze()
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

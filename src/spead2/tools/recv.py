@@ -65,7 +65,7 @@ examples:
 STAT_FIELDS = ("packets", "batches", "heaps", "incomplete_heaps_evicted",
                "incomplete_heaps_flushed", "bad_packets", "rejected_packets",
                "duplicate_packets", "too_large_packets", "bytes", "worker_blocked",
-               "log_suppressed", "malformed_packets")
+               "log_suppressed", "direct_packets", "malformed_packets")
 
 # Item IDs that describe the heap itself rather than carry a value.
 _CONTROL_IDS = frozenset(range(spead2.NULL_ID, spead2.STREAM_CTRL_ID + 1))
