@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 CAPTURERS = ("tcpdump", "ours")
 # Datagrams per second, for 1472-byte datagrams; other sizes get the same
 # bytes per second (``rates_for``)
-RATES = [100e3, 200e3, 300e3, 400e3, 500e3, 700e3]
+RATES = [100e3, 200e3, 300e3, 400e3, 500e3, 700e3, 1000e3, 1400e3, 2000e3]
 QUICK_RATES = [100e3, 300e3, 500e3]
 SETTLE = 1.0            # seconds for a capturer to drain its queue after the sender ends
 START_TIMEOUT = 30.0

@@ -9,8 +9,18 @@
  * segment size (UDP_GRO). Records go into a large buffer; a full buffer
  * is handed to a writer thread and receiving goes on in the next free one,
  * so that a write that stalls (page cache allocation, writeback, a slow
- * pipe) does not stall receiving until every buffer is full. */
+ * pipe) does not stall receiving until every buffer is full.
+ *
+ * Into a regular file the buffers are written whole, each at its place in
+ * the file (records may straddle two buffers), with direct I/O where the
+ * file system takes it: the data goes from the buffers to the device
+ * without being copied into the page cache, whose fresh pages cost more to
+ * fill than the datagrams cost to receive. The flush that keeps the file
+ * current writes the buffer being filled through the page cache, at the
+ * same place, and the direct write of that buffer overwrites it once it is
+ * full. SPEAD2_CAPTURE_DIRECT=0 in the environment turns direct I/O off. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -19,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,7 +57,11 @@
 /* Records are gathered into buffers of this size, written out whole by
  * the writer thread, which may lag by all but one of them. */
 #define CAPTURE_OUT_BUFFER ((size_t) 4 << 20)
-#define CAPTURE_OUT_BUFFERS 8
+#define CAPTURE_OUT_BUFFERS 32
+/* Buffer, length and file offset alignment for direct I/O. */
+#define CAPTURE_ALIGN 4096
+/* The longest record: a datagram with its pcap(ng) and frame headers. */
+#define CAPTURE_MAX_RECORD (CAPTURE_SLOT + 256)
 
 typedef struct {
     int fd;
@@ -67,6 +82,7 @@ typedef struct {
     pthread_cond_t done;        /* for the capture: a buffer was written, or a write failed */
     uint8_t *queue[CAPTURE_OUT_BUFFERS];
     size_t queue_len[CAPTURE_OUT_BUFFERS];
+    uint64_t queue_off[CAPTURE_OUT_BUFFERS];    /* where each goes in a regular file */
     int head, queued;
     size_t written;             /* bytes of the first queued buffer already written */
     uint8_t *free_bufs[CAPTURE_OUT_BUFFERS];
@@ -85,6 +101,10 @@ struct capture {
     int format;
     uint8_t *out;
     size_t out_len;
+    int positioned;         /* out_fd is a regular file: buffers go at their offsets */
+    int direct_fd;          /* the file opened again for direct I/O (writer thread), or -1 */
+    uint64_t out_off;       /* positioned: where ``out`` starts in the file */
+    uint8_t *scratch;       /* positioned: a record that straddles two buffers */
     capture_writer w;
     uint8_t *slots;
     uint8_t *control;
@@ -184,6 +204,57 @@ static int setup_socket(capture_socket *s, int fd, int gro, char *err, size_t er
     return 0;
 }
 
+static uint8_t *alloc_buffer(void)
+{
+    void *p = NULL;
+    return posix_memalign(&p, CAPTURE_ALIGN, CAPTURE_OUT_BUFFER) == 0 ? p : NULL;
+}
+
+/* A positioned write reached ``end``: the file is at least that long. */
+static void note_file_end(capture *c, uint64_t end)
+{
+    uint64_t cur = __atomic_load_n(&c->stats.file_bytes, __ATOMIC_RELAXED);
+    while (cur < end && !__atomic_compare_exchange_n(&c->stats.file_bytes, &cur, end, 0,
+                                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* Write ``len`` bytes of ``buf`` to the file, at ``off`` if positioned;
+ * ``*done`` counts what has been written. Returns 0 or an errno. */
+static int write_out(capture *c, const uint8_t *buf, size_t len, uint64_t off, size_t *done,
+                     int may_direct)
+{
+    while (*done < len) {
+        ssize_t n;
+        if (!c->positioned) {
+            n = write(c->out_fd, buf + *done, len - *done);
+        } else {
+            int fd = c->out_fd;
+            if (may_direct && c->direct_fd >= 0 && *done % CAPTURE_ALIGN == 0
+                && (len - *done) % CAPTURE_ALIGN == 0 && (off + *done) % CAPTURE_ALIGN == 0)
+                fd = c->direct_fd;
+            n = pwrite(fd, buf + *done, len - *done, (off_t) (off + *done));
+            if (n < 0 && errno == EINVAL && fd == c->direct_fd) {
+                /* the file system refuses direct I/O after all */
+                close(c->direct_fd);
+                c->direct_fd = -1;
+                continue;
+            }
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        *done += (size_t) n;
+        if (c->positioned)
+            note_file_end(c, off + *done);
+        else
+            __atomic_add_fetch(&c->stats.file_bytes, (uint64_t) n, __ATOMIC_RELAXED);
+    }
+    return 0;
+}
+
 /* Write the queued buffers, in order, until told to stop. */
 static void *writer_main(void *arg)
 {
@@ -199,21 +270,11 @@ static void *writer_main(void *arg)
         w->retry = 0;
         uint8_t *buf = w->queue[w->head];
         size_t len = w->queue_len[w->head];
+        uint64_t off = w->queue_off[w->head];
         size_t done = w->written;
         w->writing = 1;
         pthread_mutex_unlock(&w->lock);
-        int e = 0;
-        while (done < len) {
-            ssize_t n = write(c->out_fd, buf + done, len - done);
-            if (n < 0) {
-                if (errno == EINTR)
-                    continue;
-                e = errno;
-                break;
-            }
-            done += (size_t) n;
-            __atomic_add_fetch(&c->stats.file_bytes, (uint64_t) n, __ATOMIC_RELAXED);
-        }
+        int e = write_out(c, buf, len, off, &done, 1);
         pthread_mutex_lock(&w->lock);
         w->writing = 0;
         if (e) {
@@ -239,7 +300,7 @@ static int writer_start(capture *c)
     pthread_cond_init(&w->wake, NULL);
     pthread_cond_init(&w->done, NULL);
     for (int i = 0; i < CAPTURE_OUT_BUFFERS - 1; i++) {
-        if (!(w->free_bufs[i] = malloc(CAPTURE_OUT_BUFFER)))
+        if (!(w->free_bufs[i] = alloc_buffer()))
             return -1;
         w->n_free++;
     }
@@ -270,7 +331,9 @@ static int hand_over(capture *c)
             int tail = (w->head + w->queued) % CAPTURE_OUT_BUFFERS;
             w->queue[tail] = c->out;
             w->queue_len[tail] = c->out_len;
+            w->queue_off[tail] = c->out_off;
             w->queued++;
+            c->out_off += c->out_len;
             c->out = NULL;
             c->out_len = 0;
             pthread_cond_signal(&w->wake);
@@ -291,13 +354,35 @@ static int hand_over(capture *c)
     return rc;
 }
 
+/* Whether the output is a regular file written from its start (not opened
+ * for appending), which the buffers can go to at their offsets, and then
+ * whether it can be opened a second time for direct I/O. */
+static void open_positioned(capture *c)
+{
+    struct stat st;
+    int flags = fcntl(c->out_fd, F_GETFL);
+    if (fstat(c->out_fd, &st) != 0 || !S_ISREG(st.st_mode) || flags < 0 || (flags & O_APPEND)
+        || lseek(c->out_fd, 0, SEEK_CUR) != 0)
+        return;
+    c->positioned = 1;
+    const char *env = getenv("SPEAD2_CAPTURE_DIRECT");
+    if (env && env[0] == '0')
+        return;
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", c->out_fd);
+    c->direct_fd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+}
+
 capture *capture_create(const int *fds, size_t n_fds, int out_fd, int format, int gro,
                         char *err, size_t err_len)
 {
     capture *c = calloc(1, sizeof(*c));
+    if (c)
+        c->direct_fd = -1;
     if (!c || !(c->socks = calloc(n_fds ? n_fds : 1, sizeof(*c->socks)))
         || !(c->pfds = calloc(n_fds ? n_fds : 1, sizeof(*c->pfds)))
-        || !(c->out = malloc(CAPTURE_OUT_BUFFER))
+        || !(c->out = alloc_buffer())
+        || !(c->scratch = malloc(CAPTURE_MAX_RECORD))
         || !(c->slots = malloc((size_t) CAPTURE_BATCH * CAPTURE_SLOT))
         || !(c->control = malloc((size_t) CAPTURE_BATCH * CAPTURE_CONTROL))
         || writer_start(c) != 0) {
@@ -308,6 +393,7 @@ capture *capture_create(const int *fds, size_t n_fds, int out_fd, int format, in
     c->n_socks = n_fds;
     c->out_fd = out_fd;
     c->format = format;
+    open_positioned(c);
     for (size_t i = 0; i < n_fds; i++) {
         if (setup_socket(&c->socks[i], fds[i], gro, err, err_len) != 0) {
             capture_destroy(c);
@@ -350,9 +436,12 @@ void capture_destroy(capture *c)
         pthread_cond_destroy(&w->wake);
         pthread_cond_destroy(&w->done);
     }
+    if (c->direct_fd >= 0)
+        close(c->direct_fd);
     free(c->socks);
     free(c->pfds);
     free(c->out);
+    free(c->scratch);
     free(c->slots);
     free(c->control);
     free(c);
@@ -370,7 +459,7 @@ int capture_flush(capture *c)
             pthread_cond_wait(&w->done, &w->lock);
     }
     pthread_mutex_unlock(&w->lock);
-    int rc = hand_over(c);
+    int rc = c->positioned ? 0 : hand_over(c);
     if (rc != 0)
         return rc;
     pthread_mutex_lock(&w->lock);
@@ -378,6 +467,17 @@ int capture_flush(capture *c)
         pthread_cond_wait(&w->done, &w->lock);
     rc = -w->error;
     pthread_mutex_unlock(&w->lock);
+    if (rc == 0 && c->positioned && c->out) {
+        /* the buffer being filled goes out too, through the page cache; it
+         * stays the one being filled, and is written again once full */
+        size_t done = 0;
+        int e = write_out(c, c->out, c->out_len, c->out_off, &done, 0);
+        if (e) {
+            c->failed = -1;
+            return -e;
+        }
+        lseek(c->out_fd, (off_t) (c->out_off + c->out_len), SEEK_SET);
+    }
     if (rc)
         c->failed = -1;
     return rc;
@@ -387,12 +487,29 @@ int capture_flush(capture *c)
 static int record(capture *c, const pcap_udp *d, uint64_t ts_ns)
 {
     size_t need = pcapw_record_size(c->format, d->ip_version, d->payload_len);
-    if (!c->out || CAPTURE_OUT_BUFFER - c->out_len < need) {
+    if (c->positioned && c->out && CAPTURE_OUT_BUFFER - c->out_len < need) {
+        /* buffers are filled to the last byte: this record straddles two */
+        size_t room = CAPTURE_OUT_BUFFER - c->out_len;
+        pcapw_record(c->format, d, ts_ns, c->ip_id++, c->scratch);
+        memcpy(c->out + c->out_len, c->scratch, room);
+        size_t before = c->out_len;
+        c->out_len = CAPTURE_OUT_BUFFER;
         int rc = hand_over(c);
-        if (rc != 0)
+        if (rc != 0) {
+            /* not handed over: the record is not in the file at all */
+            c->out_len = before;
             return rc;
+        }
+        memcpy(c->out, c->scratch + room, need - room);
+        c->out_len = need - room;
+    } else {
+        if (!c->out || CAPTURE_OUT_BUFFER - c->out_len < need) {
+            int rc = hand_over(c);
+            if (rc != 0)
+                return rc;
+        }
+        c->out_len += pcapw_record(c->format, d, ts_ns, c->ip_id++, c->out + c->out_len);
     }
-    c->out_len += pcapw_record(c->format, d, ts_ns, c->ip_id++, c->out + c->out_len);
     c->stats.packets++;
     c->stats.bytes += d->payload_len;
     return 0;
