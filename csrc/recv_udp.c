@@ -61,6 +61,8 @@
 #define PRED_MIN_PAYLOAD 1024        /* smaller payloads are cheaper to copy */
 #define PRED_PER_SLOT 16             /* predicted datagrams per coalesced slot, at most */
 #define PRED_LONG_HEAP 16            /* packets in a heap worth receiving its start alone */
+#define PRED_MISS_LIMIT 4            /* receives in a row whose plan failed ... */
+#define PRED_BACKOFF 256             /* ... make this many receives go unplanned */
 
 typedef struct {
     int n_pred;                  /* predicted datagrams at the start of the slot */
@@ -97,6 +99,8 @@ typedef struct {
     int64_t shape_cnt;
     size_t shape_hlen, shape_plen;
     uint64_t shape_heap_packets;  /* how many such packets make a heap */
+    int miss_streak;             /* receives in a row with a datagram not as planned */
+    int backoff;                 /* receives left to make without a plan */
 } udp_reader;
 
 /* The segment size the kernel reports for a coalesced slot, or 0. */
@@ -168,12 +172,21 @@ static void plan_receive(udp_reader *r, recv_stream *s)
     uint8_t *base = NULL;
     uint64_t end = 0, length = 0;
     size_t hlen = r->shape_hlen, plen = r->shape_plen, seg = hlen + plen;
-    int predict = r->direct && r->have_shape
+    /* a chunk stream's heaps have no memory of their own to plan into; a
+     * stream whose packets keep arriving unlike the plan (several senders'
+     * heaps interleaved, say) is left unplanned for a while */
+    int plannable = r->direct && r->have_shape
+                    && !spead_assembler_get_config(s->assembler)->placement;
+    if (plannable && r->backoff > 0) {
+        r->backoff--;
+        plannable = 0;
+    }
+    int predict = plannable
                   && spead_assembler_payload_window(s->assembler, r->shape_cnt, &base, &end,
                                                     &length);
     r->planned = 0;
     r->vlen = r->batch;
-    if (r->direct && r->have_shape && !predict && r->shape_heap_packets >= PRED_LONG_HEAP) {
+    if (plannable && !predict && r->shape_heap_packets >= PRED_LONG_HEAP) {
         /* between long heaps: take the next heap's first packets alone, so
          * that the receive after can plan the rest of it */
         r->vlen = 1;
@@ -351,10 +364,17 @@ static int udp_next(spead_reader *base, spead_packet *pkt)
         if (!next_datagram(r, &i, &start, &len, &truncated))
             return RECV_READ_NONE;
     }
-    if (r->plans[i].n_pred > 0 && !truncated && arrived_as_planned(r, s, i, start, len, pkt)) {
-        recv_stream_count_locked(s, SPEAD_STAT_DIRECT_PACKETS);
-        learn_shape(r, pkt, len);
-        return RECV_READ_PACKET;
+    if (r->plans[i].n_pred > 0) {
+        if (!truncated && arrived_as_planned(r, s, i, start, len, pkt)) {
+            recv_stream_count_locked(s, SPEAD_STAT_DIRECT_PACKETS);
+            r->miss_streak = 0;
+            learn_shape(r, pkt, len);
+            return RECV_READ_PACKET;
+        }
+        if (++r->miss_streak >= PRED_MISS_LIMIT) {
+            r->miss_streak = 0;
+            r->backoff = PRED_BACKOFF;
+        }
     }
     /* from here on nothing pending is where it was planned to go */
     unplan_from(r, i);

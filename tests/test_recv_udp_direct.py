@@ -187,3 +187,48 @@ def test_small_payloads_are_copied(monkeypatch):
     heaps, stats = receive(monkeypatch, datagrams, True, False, False)
     assert heaps == [("heap", cnt, heap_payload(cnt)) for cnt in range(1, 11)]
     assert stats.direct_packets == 0
+
+
+def test_a_chunk_stream_takes_full_batches(monkeypatch):
+    """Heaps of a chunk stream go where its placement says, never into
+    memory of their own: the reader makes no plan and does not shrink its
+    receives to plan the next heap."""
+    pytest.importorskip("numba")
+    from chunk_support import make_chunk, next_chunk
+
+    monkeypatch.setenv("SPEAD2_UDP_GRO", "0")
+    placement = spead2.recv.ChunkPlacement(chunk_item=0x1600, chunk_step=4 * HEAP_SIZE,
+                                           axes=[("chunk", 4, HEAP_SIZE)], heap_size=HEAP_SIZE)
+    data_ring = spead2.recv.ChunkRingbuffer(8)
+    free_ring = spead2.recv.ChunkRingbuffer(8)
+    tp = spead2.ThreadPool()
+    stream = spead2.recv.ChunkRingStream(
+        tp, spead2.recv.StreamConfig(explicit_start=True, max_heaps=4),
+        spead2.recv.ChunkStreamConfig(items=placement.items, max_chunks=2, place=placement),
+        data_ring, free_ring)
+    for _ in range(4):
+        stream.add_free_chunk(make_chunk(placement.chunk_bytes, placement.heaps_per_chunk))
+    port = free_udp_port()
+    stream.add_udp_reader(port, bind_hostname="127.0.0.1", buffer_size=4 << 20)
+    datagrams = []
+    for i in range(8):
+        datagrams += heap_packets(i + 1, heap_payload(i + 1), PACKET_PAYLOAD,
+                                  items=[(True, 0x1600, i * HEAP_SIZE)])
+    # the stop packet ends the stream, which hands both chunks on
+    send_datagrams(datagrams + [stop_packet()], port, gso=False)
+    stream.start()
+    chunks = []
+    for _ in range(2):
+        chunk = next_chunk(data_ring)
+        chunks.append((chunk.chunk_id, bytes(chunk.present), bytes(chunk.data)))
+    stats = stream.stats
+    stream.stop()
+    tp.stop()
+    assert [c[0] for c in chunks] == [0, 1]
+    for chunk_id, present, data in chunks:
+        assert present == b"\1" * 4
+        assert data == b"".join(heap_payload(chunk_id * 4 + k + 1) for k in range(4))
+    assert stats["direct_packets"] == 0
+    # all 145 datagrams were waiting: a few full receives take them (one
+    # datagram per receive would need a batch per 8)
+    assert stats["batches"] <= 3
