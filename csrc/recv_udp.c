@@ -128,9 +128,12 @@ static size_t slot_length(udp_reader *r, int i)
     return n < r->slot ? n : r->slot;
 }
 
-/* Stream lock held: gather slot ``i``'s datagrams back into its own buffer,
- * in the order they arrived, and forget its plan. */
-static void unplan_slot(udp_reader *r, int i)
+/* Stream lock held: gather slot ``i``'s datagrams from byte ``from`` on
+ * (those before it have been assembled) back into its own buffer, in the
+ * order they arrived, and forget its plan. What has been assembled is not
+ * read again: it was all as planned, so ``from`` starts a planned datagram,
+ * and its heap may have been handed on (and freed) since. */
+static void unplan_slot(udp_reader *r, int i, size_t from)
 {
     slot_plan *pl = &r->plans[i];
     if (pl->n_pred == 0)
@@ -145,6 +148,8 @@ static void unplan_slot(udp_reader *r, int i)
         size_t at = (size_t) k * pl->seg;
         if (at >= n)
             break;
+        if (at + pl->seg <= from)
+            continue;
         size_t h = n - at < pl->hlen ? n - at : pl->hlen;
         memcpy(b + at, pl->hdr + (size_t) k * pl->hlen, h);
         if (at + pl->hlen < n) {
@@ -155,13 +160,13 @@ static void unplan_slot(udp_reader *r, int i)
     pl->n_pred = 0;
 }
 
-/* Every pending slot from ``i`` on loses its plan. */
-static void unplan_from(udp_reader *r, int i)
+/* Every pending slot from byte ``from`` of slot ``i`` on loses its plan. */
+static void unplan_from(udp_reader *r, int i, size_t from)
 {
     if (!r->planned)
         return;
     for (int j = i; j < r->n_pending; j++)
-        unplan_slot(r, j);
+        unplan_slot(r, j, j == i ? from : 0);
     r->planned = 0;
 }
 
@@ -371,13 +376,16 @@ static int udp_next(spead_reader *base, spead_packet *pkt)
             learn_shape(r, pkt, len);
             return RECV_READ_PACKET;
         }
-        if (++r->miss_streak >= PRED_MISS_LIMIT) {
+        /* (a datagram after the planned ones, such as a heap's last and
+         * shorter packet, is no failure of the plan) */
+        if (start < (size_t) r->plans[i].n_pred * r->plans[i].seg
+            && ++r->miss_streak >= PRED_MISS_LIMIT) {
             r->miss_streak = 0;
             r->backoff = PRED_BACKOFF;
         }
     }
     /* from here on nothing pending is where it was planned to go */
-    unplan_from(r, i);
+    unplan_from(r, i, start);
     if (truncated || len > r->max_size) {
         recv_stream_count_locked(s, SPEAD_STAT_TOO_LARGE_PACKETS);
         recv_stream_log(s, SPEAD_LOG_INFO, "packet rejected: larger than max_size (%zu bytes)",
@@ -399,7 +407,7 @@ static int udp_next(spead_reader *base, spead_packet *pkt)
 static void udp_batch_end(spead_reader *base)
 {
     udp_reader *r = (udp_reader *) base;
-    unplan_from(r, r->next_pending);
+    unplan_from(r, r->next_pending, r->seg_offset);
 }
 
 /* Receive and assemble until the socket is drained (or enough rounds have

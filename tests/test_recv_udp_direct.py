@@ -38,6 +38,21 @@ def clean_datagrams(n_heaps=10, packet_payload=PACKET_PAYLOAD):
     return out
 
 
+def equal_size_datagrams(n_heaps=10):
+    """Heaps whose packets are all 1440 bytes: the first carries one more
+    item pointer and 8 bytes less payload."""
+    first = PACKET_PAYLOAD - 8
+    length = first + 16 * PACKET_PAYLOAD
+    out = []
+    for cnt in range(1, n_heaps + 1):
+        payload = heap_payload(cnt)[:length]
+        out.append(packet(cnt, payload[:first], 0, length, items=[(False, ITEM_ID, 0)]))
+        for off in range(first, length, PACKET_PAYLOAD):
+            out.append(packet(cnt, payload[off:off + PACKET_PAYLOAD], off, length))
+    assert len({len(d) for d in out}) == 1
+    return out
+
+
 def send_datagrams(datagrams, port, gso):
     """Send in order; with ``gso`` runs of equal-sized datagrams go as one
     UDP_SEGMENT train, as spead2's senders do."""
@@ -136,6 +151,10 @@ def perturbed(case, datagrams):
         d[mid] = packet(cnt, heap_payload(cnt)[off:off + PACKET_PAYLOAD], off, HEAP_SIZE)
     elif case == "stop-mid-heap":
         d.insert(mid, stop_packet())
+    elif case == "trains-across-heaps":
+        # every datagram of every heap the same size, so that one coalesced
+        # train may end one heap and start the next
+        d = equal_size_datagrams()
     elif case.startswith("random"):
         for _ in range(6):
             op = rng.randrange(4)
@@ -155,7 +174,8 @@ def perturbed(case, datagrams):
 
 CASES = ["clean", "loss", "losses", "duplicate", "duplicate-later", "swap", "reversed-heap",
          "garbage", "same-size-garbage", "extra-item", "truncated", "interleaved",
-         "wrong-offset", "stop-mid-heap", "random-1", "random-2", "random-3"]
+         "wrong-offset", "stop-mid-heap", "trains-across-heaps", "random-1", "random-2",
+         "random-3"]
 
 
 @pytest.mark.parametrize("out_of_order", [False, True], ids=["in-order", "out-of-order"])
