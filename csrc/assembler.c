@@ -104,42 +104,46 @@ size_t spead_assembler_live(const spead_assembler *a)
     return a->live;
 }
 
-int spead_assembler_payload_window(const spead_assembler *a, int64_t cnt, uint8_t **base,
-                                   uint64_t *data_end, uint64_t *length)
-{
-    if (a->env.placement)
-        return 0;
-    for (size_t link = a->buckets[bucket_of(a, cnt)]; link; link = a->slots[link - 1].chain) {
-        const live_heap *h = &a->slots[link - 1].heap;
-        if (h->cnt != cnt)
-            continue;
-        if (h->heap_length < 0 || !h->payload || h->capacity < (uint64_t) h->heap_length)
-            return 0;
-        *base = h->payload;
-        *data_end = h->data_end;
-        *length = (uint64_t) h->heap_length;
-        return 1;
-    }
-    return 0;
-}
-
 /* ---- the hash of live heaps ---- */
+
+/* The slot of live heap ``cnt``, or NULL; ``*dist`` counts the slots looked at
+ * (plus one). */
+static heap_slot *lookup(const spead_assembler *a, int64_t cnt, uint64_t *dist)
+{
+    size_t link = a->buckets[bucket_of(a, cnt)];
+    *dist = 1;
+    while (link) {
+        heap_slot *slot = &a->slots[link - 1];
+        if (slot->heap.cnt == cnt)
+            return slot;
+        link = slot->chain;
+        ++*dist;
+    }
+    return NULL;
+}
 
 static heap_slot *find(spead_assembler *a, int64_t cnt, uint64_t *stats)
 {
-    size_t link = a->buckets[bucket_of(a, cnt)];
-    uint64_t dist = 1;
-    while (link) {
-        heap_slot *slot = &a->slots[link - 1];
-        if (slot->heap.cnt == cnt) {
-            stats[SPEAD_STAT_SEARCH_DIST] += dist;
-            return slot;
-        }
-        link = slot->chain;
-        dist++;
-    }
+    uint64_t dist;
+    heap_slot *slot = lookup(a, cnt, &dist);
     stats[SPEAD_STAT_SEARCH_DIST] += dist;
-    return NULL;
+    return slot;
+}
+
+int spead_assembler_payload_window(const spead_assembler *a, int64_t cnt, uint8_t **base,
+                                   uint64_t *data_end, uint64_t *length)
+{
+    uint64_t dist;
+    const heap_slot *slot = a->env.placement ? NULL : lookup(a, cnt, &dist);
+    if (!slot)
+        return 0;
+    const live_heap *h = &slot->heap;
+    if (h->heap_length < 0 || !h->payload || h->capacity < (uint64_t) h->heap_length)
+        return 0;
+    *base = h->payload;
+    *data_end = h->data_end;
+    *length = (uint64_t) h->heap_length;
+    return 1;
 }
 
 static void link_slot(spead_assembler *a, heap_slot *slot)

@@ -243,7 +243,8 @@ static void plan_receive(udp_reader *r, recv_stream *s)
     }
 }
 
-/* Stream lock held: receive a batch. Returns the slots filled, 0 if none. */
+/* Stream lock held: receive a batch into ``n_pending`` slots (0 if none
+ * was waiting); ``drained`` says whether it left any slot unfilled. */
 static void receive(udp_reader *r, recv_stream *s)
 {
     plan_receive(r, s);
@@ -501,13 +502,9 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
         free(r);
         return -ENOMEM;
     }
+    /* each receive lays out its slots' scatter lists (plan_receive) */
     for (int i = 0; i < r->batch; i++) {
         memset(&r->msgs[i], 0, sizeof(r->msgs[i]));
-        struct iovec *iov = r->iov + (size_t) i * r->iov_per_slot;
-        iov[0].iov_base = slot_buffer(r, i);
-        iov[0].iov_len = r->slot;
-        r->msgs[i].msg_hdr.msg_iov = iov;
-        r->msgs[i].msg_hdr.msg_iovlen = 1;
         if (r->gro) {
             r->msgs[i].msg_hdr.msg_control = r->control + i * GRO_CONTROL;
             r->msgs[i].msg_hdr.msg_controllen = GRO_CONTROL;
