@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "capture.h"
+#include "env.h"
 #include "pcap_write.h"
 
 #ifndef UDP_GRO
@@ -365,8 +366,7 @@ static void open_positioned(capture *c)
         || lseek(c->out_fd, 0, SEEK_CUR) != 0)
         return;
     c->positioned = 1;
-    const char *env = getenv("SPEAD2_CAPTURE_DIRECT");
-    if (env && env[0] == '0')
+    if (!spead_env_allows("SPEAD2_CAPTURE_DIRECT"))
         return;
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", c->out_fd);

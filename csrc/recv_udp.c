@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "recv_watch.h"
 
 #ifndef UDP_GRO
@@ -463,13 +464,6 @@ static const spead_reader_ops udp_ops = {
     .lossy = 1,
 };
 
-/* Whether the environment leaves a feature on (unless NAME=0). */
-static int env_allows(const char *name)
-{
-    const char *env = getenv(name);
-    return !(env && env[0] == '0');
-}
-
 int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
 {
     udp_reader *r = calloc(1, sizeof(*r));
@@ -480,9 +474,9 @@ int recv_add_udp_reader(recv_stream *s, int fd, size_t max_size)
     watched_reader_init(&r->w, &udp_ops, fd, udp_process, "UDP socket");
     r->max_size = max_size;
     int one = 1;
-    r->gro = env_allows("SPEAD2_UDP_GRO")
+    r->gro = spead_env_allows("SPEAD2_UDP_GRO")
              && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one)) == 0;
-    r->direct = env_allows("SPEAD2_UDP_DIRECT");
+    r->direct = spead_env_allows("SPEAD2_UDP_DIRECT");
     r->batch = r->gro ? GRO_BATCH : UDP_BATCH;
     /* one extra byte per slot detects datagrams larger than max_size; a
      * coalesced train may fill a whole slot */
