@@ -47,6 +47,11 @@ cdef class ThreadPool:
         for c in cpus:
             if c >= 1 << 20:
                 raise ValueError(f"invalid CPU number {c}")
+        if cpus:
+            usable = os.sched_getaffinity(0)
+            for c in sorted(set(cpus) - usable):
+                _logger.warning("worker threads cannot be bound to CPU %d: this process may "
+                                "run only on CPUs %s", c, ",".join(map(str, sorted(usable))))
         if n_aff:
             aff = <int *> malloc(sizeof(int) * n_aff)
             if aff == NULL:

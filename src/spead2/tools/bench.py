@@ -29,8 +29,8 @@ import threading
 import time
 from typing import IO, Any, Dict, List, NamedTuple, Optional, Tuple
 
-from ._common import (ToolError, add_verbosity_arg, describe_error, format_bytes, format_rate,
-                      make_parser, positive_size_arg, print_json, rate_arg, run_tool,
+from ._common import (ToolError, add_verbosity_arg, affinity_arg, describe_error, format_bytes,
+                      format_rate, make_parser, positive_size_arg, print_json, rate_arg, run_tool,
                       seconds_arg, setup_complete, size_arg)
 
 PROG = "spead2-bench"
@@ -92,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "--max-time)")
     parser.add_argument("--tcp", dest="transport", action="store_const", const="tcp",
                         help="short for --transport tcp")
+    send = parser.add_argument_group("sender")
+    send.add_argument("--send-affinity", type=affinity_arg, default=None, metavar="CPUS",
+                      help="as spead2-send --affinity: the CPUs the sender runs on")
     recv = parser.add_argument_group("receiver")
+    recv.add_argument("--recv-affinity", type=affinity_arg, default=None, metavar="CPUS",
+                      help="as spead2-recv --affinity: the CPUs of the receiver's worker "
+                           "threads")
     recv.add_argument("--ring-heaps", type=positive_size_arg, default=4, metavar="N",
                       help="as spead2-recv --ring-heaps")
     recv.add_argument("--max-heaps", type=positive_size_arg, default=4, metavar="N",
@@ -231,6 +237,8 @@ class Bench:
                 cmd.append("--tcp")
             if args.buffer_size is not None:
                 cmd += ["--buffer-size", str(args.buffer_size)]
+            if args.recv_affinity:
+                cmd += ["--affinity", ",".join(map(str, args.recv_affinity))]
             cmd.append(self.address(port))
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True)
@@ -260,6 +268,8 @@ class Bench:
                    self.address(receiver.port)]  # type: ignore[attr-defined]
             if self.transport == "tcp":
                 cmd.append("--tcp")
+            if args.send_affinity:
+                cmd += ["--affinity", ",".join(map(str, args.send_affinity))]
             expected = heaps * args.heap_size / rate if rate > 0 else 0.0
             timeout = PROCESS_START_SECONDS + 3 * expected + 10
             try:

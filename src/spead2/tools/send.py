@@ -23,6 +23,7 @@ import argparse
 import errno
 import logging
 import mmap
+import os
 import socket
 import struct
 import sys
@@ -37,7 +38,7 @@ from spead2 import _capture, _net
 from spead2._args import as_nonzero_unsigned, as_unsigned
 
 from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
-                      CAPTURE_FORMATS, bug_compat_arg, capture_format, check_multicast_options,
+                      CAPTURE_FORMATS, affinity_arg, bug_compat_arg, capture_format, check_multicast_options,
                       describe_error, endpoint_arg, format_bytes, format_rate, make_parser,
                       multicast_interface, open_output, output_format, positive_size_arg,
                       print_json, rate_arg, read_capture, run_tool, setup_complete, size_arg)
@@ -148,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="multicast TTL or hop limit (default 1)")
     net.add_argument("--interface", metavar="ADDR|INDEX",
                      help=INTERFACE_HELP)
+    net.add_argument("--affinity", type=affinity_arg, default=None, metavar="CPUS",
+                     help="run on these CPUs only (the process and every thread it starts), "
+                          "e.g. 0 or 0,2-3")
 
     out = parser.add_argument_group("output")
     out.add_argument("--json", action="store_true",
@@ -710,9 +714,29 @@ def print_summary(s: Dict[str, Any], out: IO[str]) -> None:
     out.flush()
 
 
+def pin_process(cpus: List[int]) -> None:
+    """Restrict this process (each of its threads, and those it starts
+    later) to ``cpus``."""
+    try:
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tasks = [0]
+    try:
+        for task in tasks:
+            try:
+                os.sched_setaffinity(task, cpus)
+            except ProcessLookupError:
+                pass   # a thread that has ended meanwhile
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"cannot run on CPUs {','.join(map(str, cpus))}: "
+                        f"{describe_error(exc)}") from None
+
+
 def run(args: Any) -> int:
     """Send as the parsed command line ``args`` asks; returns the exit code."""
     check_options(args)
+    if args.affinity:
+        pin_process(args.affinity)
     progress = Progress()
     extra: Dict[str, Any] = {}
     # the summary goes to stderr when the capture itself goes to stdout
