@@ -24,6 +24,12 @@ the passes at the best rate, as the reference's is. What still differs:
 - receiver: the reference agent takes heaps from a memory pool of
   heap-sized buffers; ours uses its default allocator, which keeps freed
   heap-sized blocks for reuse.
+
+With ``affinity`` (run.py's ``udp_e2e_pinned``) both tools are given
+``--send-affinity A --recv-affinity B``: the reference pins the thread pools
+that send and receive; ours pins the sending process and the receiver's
+worker thread. Each tool's consumer of heaps is left where the scheduler
+puts it.
 """
 
 import json
@@ -32,7 +38,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # The reference's procedure (spead2/tools/bench_asyncio.py, run_master)
 REF_PASSES = 5
@@ -53,14 +59,22 @@ def _free_tcp_port() -> int:
         return s.getsockname()[1]
 
 
+def affinity_args(affinity: Optional[Tuple[int, int]]) -> List[str]:
+    """Both bench tools' options for a sender CPU and a receiver CPU."""
+    if affinity is None:
+        return []
+    return ["--send-affinity", str(affinity[0]), "--recv-affinity", str(affinity[1])]
+
+
 def ours(python: str, env: Dict[str, str], heap_size: int, packet_size: int,
-         max_time: float, timeout: float) -> Dict[str, Any]:
+         max_time: float, timeout: float,
+         affinity: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """Our highest lossless rate (GB/s as sent) and every trial."""
     cmd = [python, "-m", "spead2.tools.bench", "--json", "--heap-size", str(heap_size),
            "--packet-size", str(packet_size), "--max-time", str(max_time),
            "--heaps", str(ref_heaps(heap_size)), "--passes", str(REF_PASSES),
            "--loss-allowed", str(REF_LOSS_ALLOWED), "--tolerance", str(REF_TOLERANCE),
-           "--min-rate", MIN_RATE]
+           "--min-rate", MIN_RATE, *affinity_args(affinity)]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     seconds = time.monotonic() - started
@@ -79,7 +93,7 @@ _REF_LINE = re.compile(r"Rate: ([\d.]+) Gbps \(([\d.]+) actual\): (GOOD|BAD)")
 
 
 def reference(python: str, env: Dict[str, str], heap_size: int, packet_size: int,
-              timeout: float) -> Dict[str, Any]:
+              timeout: float, affinity: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
     """The reference's sustainable rate (GB/s) and its search, as it printed them."""
     bench = Path(python).parent / "spead2_bench.py"
     port = _free_tcp_port()
@@ -97,7 +111,8 @@ def reference(python: str, env: Dict[str, str], heap_size: int, packet_size: int
                 time.sleep(0.1)
         started = time.monotonic()
         proc = subprocess.run([python, str(bench), "master", "--heap-size", str(heap_size),
-                               "--packet", str(packet_size), f"127.0.0.1:{port}"],
+                               "--packet", str(packet_size), *affinity_args(affinity),
+                               f"127.0.0.1:{port}"],
                               capture_output=True, text=True, timeout=timeout, env=env)
         seconds = time.monotonic() - started
         out = proc.stdout
@@ -121,18 +136,23 @@ def reference(python: str, env: Dict[str, str], heap_size: int, packet_size: int
 
 def run(pythons: Dict[str, str], envs: Dict[str, Dict[str, str]], heap_size: int,
         packet_size: int, reps: int, max_time: float, timeout: float,
-        log: Callable[[str], None]) -> Dict[str, List[Dict[str, Any]]]:
-    """``reps`` runs of each side, alternating which goes first."""
+        log: Callable[[str], None],
+        affinity: Optional[Tuple[int, int]] = None) -> Dict[str, List[Dict[str, Any]]]:
+    """``reps`` runs of each side, alternating which goes first; with
+    ``affinity``, each side's sender runs on CPU ``affinity[0]`` and its
+    receiver's worker thread on ``affinity[1]``."""
     out: Dict[str, List[Dict[str, Any]]] = {"ref": [], "ours": []}
     for k in range(reps):
         for impl in (("ref", "ours") if k % 2 == 0 else ("ours", "ref")):
-            log(f"  {impl:4} udp_e2e packet={packet_size} run {k + 1}/{reps}")
+            pinned = f" pinned {affinity[0]}/{affinity[1]}" if affinity else ""
+            log(f"  {impl:4} udp_e2e{pinned} packet={packet_size} run {k + 1}/{reps}")
             try:
                 if impl == "ours":
                     value = ours(pythons[impl], envs[impl], heap_size, packet_size, max_time,
-                                 timeout)
+                                 timeout, affinity)
                 else:
-                    value = reference(pythons[impl], envs[impl], heap_size, packet_size, timeout)
+                    value = reference(pythons[impl], envs[impl], heap_size, packet_size, timeout,
+                                      affinity)
             except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
                 value = {"ok": False, "error": str(exc)}
             log(f"    {value['gbps']:.2f} GB/s in {value['seconds']} s" if value.get("ok")

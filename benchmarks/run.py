@@ -56,6 +56,8 @@ SETTINGS = {
                        {"n_heaps": 5000, "budget": 0.5, "rounds": 1}),
     "udp_e2e": ({"packets": [JUMBO, SMALL_PACKET], "reps": 3, "max_time": 600},
                 {"packets": [JUMBO], "reps": 1, "max_time": 300}),
+    "udp_e2e_pinned": ({"packets": [JUMBO], "reps": 3, "max_time": 600, "affinity": (0, 1)},
+                       {"packets": [JUMBO], "reps": 1, "max_time": 300, "affinity": (0, 1)}),
     "capture": ({"sizes": [SMALL_PACKET, JUMBO], "reps": 3, "rates": capture.RATES,
                  "seconds": 0.25},
                 {"sizes": [SMALL_PACKET], "reps": 1, "rates": capture.QUICK_RATES,
@@ -314,8 +316,17 @@ def bench_udp_e2e(runner, s, work):
     timeout = max(runner.timeout, s["max_time"] + 300)
     for packet in s["packets"]:
         out[str(packet)] = e2e.run({k: str(v) for k, v in runner.pythons.items()}, runner.envs,
-                                   MiB, packet, s["reps"], s["max_time"], timeout, runner.log)
+                                   MiB, packet, s["reps"], s["max_time"], timeout, runner.log,
+                                   s.get("affinity"))
     return out
+
+
+def bench_udp_e2e_pinned(runner, s, work):
+    """As ``udp_e2e``, each side's sender and receiver on CPUs of their own."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return {"error": "needs two CPUs"}
+    return bench_udp_e2e(runner, dict(s, affinity=(cpus[0], cpus[1])), work)
 
 
 def bench_capture(runner, s, work):
@@ -704,14 +715,19 @@ def build_report(results, meta, errors):
     if "send_udp_small" in results:
         row("Send 1 KiB heaps over UDP loopback", "heaps/s", results["send_udp_small"],
             "heaps_per_s")
-    if "udp_e2e" in results:
-        for packet, runs in results["udp_e2e"].items():
+    for name in ("udp_e2e", "udp_e2e_pinned"):
+        for packet, runs in results.get(name, {}).items():
+            if packet == "error":
+                continue
+            pinned = (", sender and receiver pinned to CPUs of their own "
+                      "(`--send-affinity`/`--recv-affinity`)" if name == "udp_e2e_pinned" else "")
             values = {impl: e2e_values(runs[impl]) for impl in ("ref", "ours")}
             med = {impl: median_or_none(values[impl]) for impl in ("ref", "ours")}
             spread = {impl: fmt_spread(values[impl]) for impl in ("ref", "ours")}
             rows.append(f"| UDP loopback end to end, each library to itself with its own bench "
                         f"tool (ours `spead2-bench`, reference `spead2_bench.py master/agent`), "
-                        f"1 MiB heaps in {packet}-byte packets: highest lossless rate as sent, "
+                        f"1 MiB heaps in {packet}-byte packets{pinned}: highest lossless rate "
+                        f"as sent, "
                         f"median (min-max) of {len(runs['ours'])} runs | GB/s | "
                         f"{fmt_rate(med['ref'], 'GB/s')} {spread['ref']} | "
                         f"{fmt_rate(med['ours'], 'GB/s')} {spread['ours']} | "
@@ -812,6 +828,9 @@ def build_report(results, meta, errors):
 
     if "udp_e2e" in results:
         lines += e2e_details(results["udp_e2e"])
+    pinned_runs = results.get("udp_e2e_pinned")
+    if isinstance(pinned_runs, dict) and "error" not in pinned_runs:
+        lines += e2e_details(pinned_runs, pinned=True)
     if "capture" in results:
         lines += capture.report_lines(results["capture"])
     lines += chunk_report(results)
@@ -827,9 +846,10 @@ def e2e_values(runs):
     return [r["gbps"] for r in runs if r.get("ok") and r.get("gbps")]
 
 
-def e2e_details(results):
+def e2e_details(results, pinned=False):
     """Each end-to-end run: its figure, and how fast its sender went unthrottled."""
-    lines = [f"UDP end to end, each run (GB/s; each rate tried in {e2e.REF_PASSES} passes of "
+    how = ", sender and receiver pinned" if pinned else ""
+    lines = [f"UDP end to end{how}, each run (GB/s; each rate tried in {e2e.REF_PASSES} passes of "
              f"about 1 GB, each allowed to lose {e2e.REF_LOSS_ALLOWED} heap, as the reference "
              f"judges; in brackets the sender's unthrottled rate; see `benchmarks/e2e.py`):",
              ""]
@@ -980,8 +1000,10 @@ def collect_errors(results):
             for impl in ("ref", "ours"):
                 for t in pair["trials"][impl]:
                     add(name, impl, t)
-        elif name == "udp_e2e":
+        elif name in ("udp_e2e", "udp_e2e_pinned"):
             for runs in pair.values():
+                if not isinstance(runs, dict):
+                    continue
                 for impl in ("ref", "ours"):
                     for r in runs[impl]:
                         add(f"{name}", impl, r)
