@@ -29,7 +29,10 @@ With ``affinity`` (run.py's ``udp_e2e_pinned``) both tools are given
 ``--send-affinity A --recv-affinity B``: the reference pins the thread pools
 that send and receive; ours pins the sending process and the receiver's
 worker thread. Each tool's consumer of heaps is left where the scheduler
-puts it.
+puts it. With ``rt_priority`` (``udp_e2e_rt``) every thread of the
+receiving process runs under SCHED_FIFO at that priority: ours with
+``spead2-bench --recv-rt-priority``, the reference's agent started with
+``chrt -f`` (its tool has no such option); the senders run as usual.
 """
 
 import json
@@ -38,7 +41,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 # The reference's procedure (spead2/tools/bench_asyncio.py, run_master)
 REF_PASSES = 5
@@ -66,15 +69,24 @@ def affinity_args(affinity: Optional[Tuple[int, int]]) -> List[str]:
     return ["--send-affinity", str(affinity[0]), "--recv-affinity", str(affinity[1])]
 
 
+class Setup(NamedTuple):
+    """How both sides run: ``affinity`` (sender CPU, receiver CPU) and
+    ``rt_priority`` (the receiving process's threads under SCHED_FIFO)."""
+
+    affinity: Optional[Tuple[int, int]] = None
+    rt_priority: Optional[int] = None
+
+
 def ours(python: str, env: Dict[str, str], heap_size: int, packet_size: int,
-         max_time: float, timeout: float,
-         affinity: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+         max_time: float, timeout: float, setup: Setup = Setup()) -> Dict[str, Any]:
     """Our highest lossless rate (GB/s as sent) and every trial."""
     cmd = [python, "-m", "spead2.tools.bench", "--json", "--heap-size", str(heap_size),
            "--packet-size", str(packet_size), "--max-time", str(max_time),
            "--heaps", str(ref_heaps(heap_size)), "--passes", str(REF_PASSES),
            "--loss-allowed", str(REF_LOSS_ALLOWED), "--tolerance", str(REF_TOLERANCE),
-           "--min-rate", MIN_RATE, *affinity_args(affinity)]
+           "--min-rate", MIN_RATE, *affinity_args(setup.affinity)]
+    if setup.rt_priority is not None:
+        cmd += ["--recv-rt-priority", str(setup.rt_priority)]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     seconds = time.monotonic() - started
@@ -93,11 +105,13 @@ _REF_LINE = re.compile(r"Rate: ([\d.]+) Gbps \(([\d.]+) actual\): (GOOD|BAD)")
 
 
 def reference(python: str, env: Dict[str, str], heap_size: int, packet_size: int,
-              timeout: float, affinity: Optional[Tuple[int, int]] = None) -> Dict[str, Any]:
+              timeout: float, setup: Setup = Setup()) -> Dict[str, Any]:
     """The reference's sustainable rate (GB/s) and its search, as it printed them."""
     bench = Path(python).parent / "spead2_bench.py"
     port = _free_tcp_port()
-    agent = subprocess.Popen([python, str(bench), "agent", str(port)], env=env,
+    # its tool has no such option: the whole agent process runs real-time
+    rt = ["chrt", "-f", str(setup.rt_priority)] if setup.rt_priority is not None else []
+    agent = subprocess.Popen([*rt, python, str(bench), "agent", str(port)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -111,7 +125,7 @@ def reference(python: str, env: Dict[str, str], heap_size: int, packet_size: int
                 time.sleep(0.1)
         started = time.monotonic()
         proc = subprocess.run([python, str(bench), "master", "--heap-size", str(heap_size),
-                               "--packet", str(packet_size), *affinity_args(affinity),
+                               "--packet", str(packet_size), *affinity_args(setup.affinity),
                                f"127.0.0.1:{port}"],
                               capture_output=True, text=True, timeout=timeout, env=env)
         seconds = time.monotonic() - started
@@ -136,23 +150,22 @@ def reference(python: str, env: Dict[str, str], heap_size: int, packet_size: int
 
 def run(pythons: Dict[str, str], envs: Dict[str, Dict[str, str]], heap_size: int,
         packet_size: int, reps: int, max_time: float, timeout: float,
-        log: Callable[[str], None],
-        affinity: Optional[Tuple[int, int]] = None) -> Dict[str, List[Dict[str, Any]]]:
-    """``reps`` runs of each side, alternating which goes first; with
-    ``affinity``, each side's sender runs on CPU ``affinity[0]`` and its
-    receiver's worker thread on ``affinity[1]``."""
+        log: Callable[[str], None], setup: Setup = Setup()) -> Dict[str, List[Dict[str, Any]]]:
+    """``reps`` runs of each side, alternating which goes first, both set
+    up as ``setup`` says."""
     out: Dict[str, List[Dict[str, Any]]] = {"ref": [], "ours": []}
     for k in range(reps):
         for impl in (("ref", "ours") if k % 2 == 0 else ("ours", "ref")):
-            pinned = f" pinned {affinity[0]}/{affinity[1]}" if affinity else ""
+            pinned = (f" pinned {setup.affinity[0]}/{setup.affinity[1]}" if setup.affinity
+                      else "") + (f" rt {setup.rt_priority}" if setup.rt_priority else "")
             log(f"  {impl:4} udp_e2e{pinned} packet={packet_size} run {k + 1}/{reps}")
             try:
                 if impl == "ours":
                     value = ours(pythons[impl], envs[impl], heap_size, packet_size, max_time,
-                                 timeout, affinity)
+                                 timeout, setup)
                 else:
                     value = reference(pythons[impl], envs[impl], heap_size, packet_size, timeout,
-                                      affinity)
+                                      setup)
             except (subprocess.TimeoutExpired, OSError, ValueError) as exc:
                 value = {"ok": False, "error": str(exc)}
             log(f"    {value['gbps']:.2f} GB/s in {value['seconds']} s" if value.get("ok")

@@ -58,6 +58,9 @@ SETTINGS = {
                 {"packets": [JUMBO], "reps": 1, "max_time": 300}),
     "udp_e2e_pinned": ({"packets": [JUMBO], "reps": 3, "max_time": 600, "affinity": (0, 1)},
                        {"packets": [JUMBO], "reps": 1, "max_time": 300, "affinity": (0, 1)}),
+    "udp_e2e_rt": ({"packets": [JUMBO, SMALL_PACKET], "reps": 3, "max_time": 600,
+                    "rt_priority": 10},
+                   {"packets": [JUMBO], "reps": 1, "max_time": 300, "rt_priority": 10}),
     "capture": ({"sizes": [SMALL_PACKET, JUMBO], "reps": 3, "rates": capture.RATES,
                  "seconds": 0.25},
                 {"sizes": [SMALL_PACKET], "reps": 1, "rates": capture.QUICK_RATES,
@@ -317,7 +320,7 @@ def bench_udp_e2e(runner, s, work):
     for packet in s["packets"]:
         out[str(packet)] = e2e.run({k: str(v) for k, v in runner.pythons.items()}, runner.envs,
                                    MiB, packet, s["reps"], s["max_time"], timeout, runner.log,
-                                   s.get("affinity"))
+                                   e2e.Setup(s.get("affinity"), s.get("rt_priority")))
     return out
 
 
@@ -327,6 +330,11 @@ def bench_udp_e2e_pinned(runner, s, work):
     if len(cpus) < 2:
         return {"error": "needs two CPUs"}
     return bench_udp_e2e(runner, dict(s, affinity=(cpus[0], cpus[1])), work)
+
+
+def bench_udp_e2e_rt(runner, s, work):
+    """As ``udp_e2e``, each side's receiving process real-time (SCHED_FIFO)."""
+    return bench_udp_e2e(runner, s, work)
 
 
 def bench_capture(runner, s, work):
@@ -715,12 +723,11 @@ def build_report(results, meta, errors):
     if "send_udp_small" in results:
         row("Send 1 KiB heaps over UDP loopback", "heaps/s", results["send_udp_small"],
             "heaps_per_s")
-    for name in ("udp_e2e", "udp_e2e_pinned"):
+    for name in ("udp_e2e", "udp_e2e_pinned", "udp_e2e_rt"):
         for packet, runs in results.get(name, {}).items():
             if packet == "error":
                 continue
-            pinned = (", sender and receiver pinned to CPUs of their own "
-                      "(`--send-affinity`/`--recv-affinity`)" if name == "udp_e2e_pinned" else "")
+            pinned = E2E_SETUPS[name]
             values = {impl: e2e_values(runs[impl]) for impl in ("ref", "ours")}
             med = {impl: median_or_none(values[impl]) for impl in ("ref", "ours")}
             spread = {impl: fmt_spread(values[impl]) for impl in ("ref", "ours")}
@@ -828,9 +835,10 @@ def build_report(results, meta, errors):
 
     if "udp_e2e" in results:
         lines += e2e_details(results["udp_e2e"])
-    pinned_runs = results.get("udp_e2e_pinned")
-    if isinstance(pinned_runs, dict) and "error" not in pinned_runs:
-        lines += e2e_details(pinned_runs, pinned=True)
+    for name in ("udp_e2e_pinned", "udp_e2e_rt"):
+        runs = results.get(name)
+        if isinstance(runs, dict) and "error" not in runs:
+            lines += e2e_details(runs, E2E_SETUPS[name])
     if "capture" in results:
         lines += capture.report_lines(results["capture"])
     lines += chunk_report(results)
@@ -846,9 +854,18 @@ def e2e_values(runs):
     return [r["gbps"] for r in runs if r.get("ok") and r.get("gbps")]
 
 
-def e2e_details(results, pinned=False):
+# How each end-to-end scenario sets both sides up, as the report says it
+E2E_SETUPS = {
+    "udp_e2e": "",
+    "udp_e2e_pinned": (", sender and receiver pinned to CPUs of their own "
+                       "(`--send-affinity`/`--recv-affinity`)"),
+    "udp_e2e_rt": (", the receiving process real-time (SCHED_FIFO 10: ours "
+                   "`--recv-rt-priority 10`, the reference's agent under `chrt -f 10`)"),
+}
+
+
+def e2e_details(results, how=""):
     """Each end-to-end run: its figure, and how fast its sender went unthrottled."""
-    how = ", sender and receiver pinned" if pinned else ""
     lines = [f"UDP end to end{how}, each run (GB/s; each rate tried in {e2e.REF_PASSES} passes of "
              f"about 1 GB, each allowed to lose {e2e.REF_LOSS_ALLOWED} heap, as the reference "
              f"judges; in brackets the sender's unthrottled rate; see `benchmarks/e2e.py`):",
@@ -1000,7 +1017,7 @@ def collect_errors(results):
             for impl in ("ref", "ours"):
                 for t in pair["trials"][impl]:
                     add(name, impl, t)
-        elif name in ("udp_e2e", "udp_e2e_pinned"):
+        elif name in ("udp_e2e", "udp_e2e_pinned", "udp_e2e_rt"):
             for runs in pair.values():
                 if not isinstance(runs, dict):
                     continue

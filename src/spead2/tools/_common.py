@@ -150,6 +150,54 @@ def affinity_arg(text: str) -> List[int]:
     return cpus
 
 
+def rt_priority_arg(text: str) -> int:
+    """A SCHED_FIFO priority, 1 to 99."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid priority {text!r}: a number from 1 to 99") \
+            from None
+    if not 1 <= value <= 99:
+        raise argparse.ArgumentTypeError(f"invalid priority {text!r}: a number from 1 to 99")
+    return value
+
+
+def _each_thread(action: Callable[[int], None]) -> None:
+    """Apply ``action`` to the id of each thread of this process (threads
+    started later inherit what it sets)."""
+    try:
+        tasks = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tasks = [0]
+    for task in tasks:
+        try:
+            action(task)
+        except ProcessLookupError:
+            pass   # a thread that has ended meanwhile
+
+
+def pin_process(cpus: List[int]) -> None:
+    """Restrict this process (each of its threads, and those it starts
+    later) to ``cpus``."""
+    try:
+        _each_thread(lambda task: os.sched_setaffinity(task, cpus))
+    except (OSError, ValueError) as exc:
+        raise ToolError(f"cannot run on CPUs {','.join(map(str, cpus))}: "
+                        f"{describe_error(exc)}") from None
+
+
+def run_realtime(priority: int) -> None:
+    """Put this process (each of its threads, and those it starts later)
+    under the real-time SCHED_FIFO policy at ``priority``."""
+    param = os.sched_param(priority)
+    try:
+        _each_thread(lambda task: os.sched_setscheduler(task, os.SCHED_FIFO, param))
+    except OSError as exc:
+        raise ToolError(f"cannot run at real-time priority {priority}: {describe_error(exc)} "
+                        "(needs root, CAP_SYS_NICE or an RLIMIT_RTPRIO of at least "
+                        f"{priority})") from None
+
+
 class Endpoint(NamedTuple):
     """A UDP address given on the command line; ``host`` is ``''`` when only
     a port was given."""

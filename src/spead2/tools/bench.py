@@ -30,8 +30,8 @@ import time
 from typing import IO, Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ._common import (ToolError, add_verbosity_arg, affinity_arg, describe_error, format_bytes,
-                      format_rate, make_parser, positive_size_arg, print_json, rate_arg, run_tool,
-                      seconds_arg, setup_complete, size_arg)
+                      format_rate, make_parser, positive_size_arg, print_json, rate_arg,
+                      rt_priority_arg, run_tool, seconds_arg, setup_complete, size_arg)
 
 PROG = "spead2-bench"
 
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     recv.add_argument("--recv-affinity", type=affinity_arg, default=None, metavar="CPUS",
                       help="as spead2-recv --affinity: the CPUs of the receiver's worker "
                            "threads")
+    recv.add_argument("--recv-rt-priority", type=rt_priority_arg, default=None, metavar="N",
+                      help="as spead2-recv --rt-priority: the receiver's threads real-time "
+                           "(SCHED_FIFO) at priority N")
     recv.add_argument("--ring-heaps", type=positive_size_arg, default=4, metavar="N",
                       help="as spead2-recv --ring-heaps")
     recv.add_argument("--max-heaps", type=positive_size_arg, default=4, metavar="N",
@@ -239,6 +242,8 @@ class Bench:
                 cmd += ["--buffer-size", str(args.buffer_size)]
             if args.recv_affinity:
                 cmd += ["--affinity", ",".join(map(str, args.recv_affinity))]
+            if args.recv_rt_priority is not None:
+                cmd += ["--rt-priority", str(args.recv_rt_priority)]
             cmd.append(self.address(port))
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     text=True)

@@ -39,7 +39,8 @@ from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_
                       affinity_arg, bug_compat_arg, capture_format, check_multicast_options,
                       endpoint_arg, format_bytes, format_rate, make_parser,
                       multicast_interface, positive_size_arg, print_json, read_capture,
-                      run_tool, seconds_arg, setup_complete, size_arg)
+                      rt_priority_arg, run_realtime, run_tool, seconds_arg, setup_complete,
+                      size_arg)
 
 PROG = "spead2-recv"
 
@@ -161,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="worker threads for packet I/O")
     st.add_argument("--affinity", type=affinity_arg, default=[], metavar="CPUS",
                     help="CPUs for the worker threads, e.g. 0,2-3")
+    st.add_argument("--rt-priority", type=rt_priority_arg, default=None, metavar="N",
+                    help="run every thread of the receiver (workers and the one taking heaps, "
+                         "or the capture's) under the real-time SCHED_FIFO policy at priority "
+                         "N (1-99), so that they run as soon as packets arrive rather than "
+                         "wait for a busy CPU; needs root, CAP_SYS_NICE or RLIMIT_RTPRIO")
 
     udp = parser.add_argument_group("sockets")
     udp.add_argument("--max-size", type=positive_size_arg, default=None, metavar="BYTES",
@@ -690,6 +696,8 @@ class Receiver:
 
 def run(args: Any) -> int:
     """Receive as the parsed command line ``args`` asks; returns the exit code."""
+    if args.rt_priority is not None:
+        run_realtime(args.rt_priority)
     if args.capture is not None:
         defaults = vars(build_parser().parse_args([]))     # as argparse converts them
         return _record.run_capture(args, defaults, udp_reader_arguments)

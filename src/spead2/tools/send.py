@@ -23,7 +23,6 @@ import argparse
 import errno
 import logging
 import mmap
-import os
 import socket
 import struct
 import sys
@@ -38,10 +37,12 @@ from spead2 import _capture, _net
 from spead2._args import as_nonzero_unsigned, as_unsigned
 
 from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
-                      CAPTURE_FORMATS, affinity_arg, bug_compat_arg, capture_format, check_multicast_options,
-                      describe_error, endpoint_arg, format_bytes, format_rate, make_parser,
-                      multicast_interface, open_output, output_format, positive_size_arg,
-                      print_json, rate_arg, read_capture, run_tool, setup_complete, size_arg)
+                      CAPTURE_FORMATS, affinity_arg, bug_compat_arg, capture_format,
+                      check_multicast_options, describe_error, endpoint_arg, format_bytes,
+                      format_rate, make_parser,
+                      multicast_interface, open_output, output_format, pin_process,
+                      positive_size_arg, print_json, rate_arg, read_capture, run_tool,
+                      setup_complete, size_arg)
 
 _logger = logging.getLogger("spead2")
 
@@ -712,24 +713,6 @@ def print_summary(s: Dict[str, Any], out: IO[str]) -> None:
     if "file_bytes" in s:
         write(f"written:   {s['file_bytes']} bytes\n")
     out.flush()
-
-
-def pin_process(cpus: List[int]) -> None:
-    """Restrict this process (each of its threads, and those it starts
-    later) to ``cpus``."""
-    try:
-        tasks = [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        tasks = [0]
-    try:
-        for task in tasks:
-            try:
-                os.sched_setaffinity(task, cpus)
-            except ProcessLookupError:
-                pass   # a thread that has ended meanwhile
-    except (OSError, ValueError) as exc:
-        raise ToolError(f"cannot run on CPUs {','.join(map(str, cpus))}: "
-                        f"{describe_error(exc)}") from None
 
 
 def run(args: Any) -> int:

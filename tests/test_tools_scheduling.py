@@ -1,10 +1,12 @@
-"""CPU affinity in the tools: spead2-send --affinity, spead2-bench
---send-affinity / --recv-affinity, and the thread pool's warning for CPUs it
-cannot use."""
+"""Where and how the tools' threads run: spead2-send --affinity, spead2-recv
+--rt-priority, spead2-bench --send-affinity / --recv-affinity /
+--recv-rt-priority, and the thread pool's warning for CPUs it cannot use."""
 
+import ctypes
 import json
 import logging
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -16,23 +18,28 @@ import pytest
 
 import spead2
 from ports import free_udp_port
-from test_tools import assert_one_error_line, run_tool, tool_cmd, tool_env
+from test_tools import ToolProcess, assert_one_error_line, run_tool, tool_cmd, tool_env
 
 ALLOWED = sorted(os.sched_getaffinity(0))
 
 
-def _task_cpus(pid: int) -> Dict[int, str]:
-    """Each thread of ``pid`` and the CPUs it may run on (as /proc lists them)."""
+def _task_files(pid: int, name: str) -> Dict[int, str]:
+    """Each thread of ``pid`` and its /proc file ``name`` (threads that end
+    meanwhile are left out)."""
     out = {}
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            status = Path(f"/proc/{pid}/task/{task}/status").read_text()
+            out[int(task)] = Path(f"/proc/{pid}/task/{task}/{name}").read_text()
         except OSError:
-            continue   # ended meanwhile
-        for line in status.splitlines():
-            if line.startswith("Cpus_allowed_list:"):
-                out[int(task)] = line.split(":", 1)[1].strip()
+            pass
     return out
+
+
+def _task_cpus(pid: int) -> Dict[int, str]:
+    """Each thread of ``pid`` and the CPUs it may run on (as /proc lists them)."""
+    return {task: line.split(":", 1)[1].strip()
+            for task, status in _task_files(pid, "status").items()
+            for line in status.splitlines() if line.startswith("Cpus_allowed_list:")}
 
 
 def _threads_while_sending(*extra: str) -> Dict[int, str]:
@@ -135,6 +142,7 @@ def test_bench_passes_affinities_to_the_tools(tmp_path):
     assert senders and receivers
     assert {_option(c, "--affinity") for c in senders} == {str(send_cpu)}
     assert {_option(c, "--affinity") for c in receivers} == {str(recv_cpu)}
+    assert all("--rt-priority" not in c for c in senders + receivers)
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["trials"] and all(t["lost"] == 0 for t in summary["trials"])
 
@@ -143,7 +151,8 @@ def test_bench_without_affinities_pins_nothing(tmp_path):
     result, senders, receivers = _bench_commands(tmp_path)
     assert result.returncode == 0, result.stderr
     assert senders and receivers
-    assert all("--affinity" not in c for c in senders + receivers)
+    assert all("--affinity" not in c and "--rt-priority" not in c
+               for c in senders + receivers)
 
 
 def test_bench_unusable_send_cpu_is_reported(tmp_path):
@@ -197,3 +206,119 @@ def test_thread_pool_pins_its_workers():
         assert len(new) == 2 and set(new.values()) == {str(cpu)}, new
     finally:
         pool.stop()
+
+
+# ---------------------------------------------------------------------------
+# Real-time priority
+
+def _may_run_realtime() -> bool:
+    """Whether this process may put a thread under SCHED_FIFO (tried on a
+    short-lived child, so that this process keeps its policy)."""
+    probe = subprocess.run([sys.executable, "-c",
+                            "import os; os.sched_setscheduler(0, os.SCHED_FIFO, "
+                            "os.sched_param(1))"], capture_output=True)
+    return probe.returncode == 0
+
+
+REALTIME = _may_run_realtime()
+needs_realtime = pytest.mark.skipif(
+    not REALTIME, reason="real-time scheduling is not permitted here (needs root, "
+                         "CAP_SYS_NICE or RLIMIT_RTPRIO)")
+
+
+def _policies(pid: int) -> Dict[int, tuple]:
+    """Each thread of ``pid``: (scheduling policy, real-time priority)."""
+    out = {}
+    for task, stat in _task_files(pid, "stat").items():
+        fields = stat.rsplit(")", 1)[1].split()
+        # after the command: field 3 is fields[0]; rt_priority is field 40, policy 41
+        out[task] = (int(fields[41 - 3]), int(fields[40 - 3]))
+    return out
+
+
+@needs_realtime
+@pytest.mark.parametrize("mode", ["stream", "capture"])
+def test_recv_rt_priority_makes_every_thread_realtime(tmp_path, mode):
+    port = free_udp_port()
+    args = ["--rt-priority", "7", f"127.0.0.1:{port}"]
+    if mode == "capture":
+        args = ["--capture", str(tmp_path / "c.pcap"), *args]
+    tool = ToolProcess("recv", *args,
+                       ready="capturing from" if mode == "capture" else "receiving from")
+    try:
+        assert tool.wait_ready(20), tool.stderr_lines
+        threads = _policies(tool.proc.pid)
+        if mode == "stream":
+            assert len(threads) >= 2, threads   # the main thread and a worker at least
+        assert set(threads.values()) == {(os.SCHED_FIFO, 7)}, threads
+    finally:
+        tool.kill()
+
+
+def test_recv_without_rt_priority_is_not_realtime():
+    tool = ToolProcess("recv", f"127.0.0.1:{free_udp_port()}")
+    try:
+        assert tool.wait_ready(20), tool.stderr_lines
+        threads = _policies(tool.proc.pid)
+        assert threads and all(policy == os.SCHED_OTHER for policy, _ in threads.values())
+    finally:
+        tool.kill()
+
+
+@needs_realtime
+def test_recv_rt_priority_receives_every_heap():
+    port = free_udp_port()
+    tool = ToolProcess("recv", "--rt-priority", "5", "-q", "--json", f"127.0.0.1:{port}")
+    try:
+        assert tool.wait_ready(20), tool.stderr_lines
+        sent = run_tool("send", "--heaps", "50", "--heap-size", "8Ki", "--rate", "20M",
+                        f"127.0.0.1:{port}")
+        assert sent.returncode == 0, sent.stderr
+        code, stdout, stderr = tool.finish(20)   # the end-of-stream heap ends it
+    finally:
+        tool.kill()
+    assert code == 0, stderr
+    summary = json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+    assert summary["heaps"] == 50
+
+
+PR_CAPBSET_DROP = 24
+CAP_SYS_NICE = 23
+
+
+def _without_realtime() -> None:
+    """In the child before it runs the tool: no permission for real-time
+    scheduling. The rlimit is what binds an unprivileged process; root
+    (which would still have CAP_SYS_NICE) drops that capability from its
+    bounding set, so that the program it runs next does not get it."""
+    resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0))
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_CAPBSET_DROP, CAP_SYS_NICE, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def test_recv_rt_priority_refused_is_one_error_line():
+    result = subprocess.run(tool_cmd("recv", "--rt-priority", "5", f"127.0.0.1:{free_udp_port()}"),
+                            capture_output=True, text=True, timeout=30, env=tool_env(),
+                            preexec_fn=_without_realtime)
+    assert_one_error_line(result, "spead2-recv", "real-time priority 5", "CAP_SYS_NICE")
+
+
+@pytest.mark.parametrize("text", ["0", "100", "x", "-3"])
+def test_recv_rt_priority_out_of_range_is_a_usage_error(text):
+    result = run_tool("recv", f"--rt-priority={text}", "9")
+    assert result.returncode == 2
+    assert "invalid priority" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@needs_realtime
+def test_bench_passes_rt_priority_to_the_receiver(tmp_path):
+    result, senders, receivers = _bench_commands(tmp_path, "--recv-rt-priority", "3")
+    assert result.returncode == 0, result.stderr
+    assert senders and receivers
+    assert {_option(c, "--rt-priority") for c in receivers} == {"3"}
+    assert all("--rt-priority" not in c for c in senders)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["trials"] and all(t["lost"] == 0 for t in summary["trials"])
