@@ -154,11 +154,11 @@ def run(pythons: Dict[str, str], envs: Dict[str, Dict[str, str]], heap_size: int
     """``reps`` runs of each side, alternating which goes first, both set
     up as ``setup`` says."""
     out: Dict[str, List[Dict[str, Any]]] = {"ref": [], "ours": []}
+    how = ((f" pinned {setup.affinity[0]}/{setup.affinity[1]}" if setup.affinity else "")
+           + (f" rt {setup.rt_priority}" if setup.rt_priority else ""))
     for k in range(reps):
         for impl in (("ref", "ours") if k % 2 == 0 else ("ours", "ref")):
-            pinned = (f" pinned {setup.affinity[0]}/{setup.affinity[1]}" if setup.affinity
-                      else "") + (f" rt {setup.rt_priority}" if setup.rt_priority else "")
-            log(f"  {impl:4} udp_e2e{pinned} packet={packet_size} run {k + 1}/{reps}")
+            log(f"  {impl:4} udp_e2e{how} packet={packet_size} run {k + 1}/{reps}")
             try:
                 if impl == "ours":
                     value = ours(pythons[impl], envs[impl], heap_size, packet_size, max_time,

@@ -727,15 +727,14 @@ def build_report(results, meta, errors):
         for packet, runs in results.get(name, {}).items():
             if packet == "error":
                 continue
-            pinned = E2E_SETUPS[name]
+            how = E2E_SETUPS[name]
             values = {impl: e2e_values(runs[impl]) for impl in ("ref", "ours")}
             med = {impl: median_or_none(values[impl]) for impl in ("ref", "ours")}
             spread = {impl: fmt_spread(values[impl]) for impl in ("ref", "ours")}
             rows.append(f"| UDP loopback end to end, each library to itself with its own bench "
                         f"tool (ours `spead2-bench`, reference `spead2_bench.py master/agent`), "
-                        f"1 MiB heaps in {packet}-byte packets{pinned}: highest lossless rate "
-                        f"as sent, "
-                        f"median (min-max) of {len(runs['ours'])} runs | GB/s | "
+                        f"1 MiB heaps in {packet}-byte packets{how}: highest lossless rate "
+                        f"as sent, median (min-max) of {len(runs['ours'])} runs | GB/s | "
                         f"{fmt_rate(med['ref'], 'GB/s')} {spread['ref']} | "
                         f"{fmt_rate(med['ours'], 'GB/s')} {spread['ours']} | "
                         f"{fmt_ratio(med['ours'], med['ref'])} | | |")

@@ -155,8 +155,7 @@ def rt_priority_arg(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid priority {text!r}: a number from 1 to 99") \
-            from None
+        value = 0
     if not 1 <= value <= 99:
         raise argparse.ArgumentTypeError(f"invalid priority {text!r}: a number from 1 to 99")
     return value

@@ -39,10 +39,9 @@ from spead2._args import as_nonzero_unsigned, as_unsigned
 from ._common import (BUG_COMPAT_HELP, INTERFACE_HELP, Endpoint, ToolError, add_verbosity_arg,
                       CAPTURE_FORMATS, affinity_arg, bug_compat_arg, capture_format,
                       check_multicast_options, describe_error, endpoint_arg, format_bytes,
-                      format_rate, make_parser,
-                      multicast_interface, open_output, output_format, pin_process,
-                      positive_size_arg, print_json, rate_arg, read_capture, run_tool,
-                      setup_complete, size_arg)
+                      format_rate, make_parser, multicast_interface, open_output, output_format,
+                      pin_process, positive_size_arg, print_json, rate_arg, read_capture,
+                      run_tool, setup_complete, size_arg)
 
 _logger = logging.getLogger("spead2")
 
